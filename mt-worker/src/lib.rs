@@ -1,0 +1,177 @@
+//! The MT worker: takes translation requests from the shared `mt-workers` durable pull consumer
+//! on the MT work queue, translates them with NLLB-200 on CTranslate2 ([`translator`]), and
+//! publishes each [`MtResult`] to the request's reply subject before acknowledging the request.
+//!
+//! Data in: `vb.mt.request.<target>` ([`MtRequest`]). Data out: the reply subject
+//! (`vb.translation.<session>` is stream-backed and published with JetStream acks; any other
+//! subject, e.g. an inbox, gets a core publish). Undecodable requests go to the DLQ.
+//! Adding a worker process adds throughput: they share one consumer.
+
+pub mod consumer;
+pub mod error;
+pub mod translator;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use voxbridge_shared::config::{NatsConfig, TelemetryConfig, TopologyConfig};
+use voxbridge_shared::metrics::ServiceMetrics;
+use voxbridge_shared::service::ServiceContext;
+use voxbridge_shared::subjects::{consumers, streams};
+use voxbridge_shared::topology::TopologySettings;
+
+pub use voxbridge_shared::messages::{MtRequest, MtResult};
+
+use crate::translator::{Compute, Translator, TranslatorOptions};
+
+/// Default `/metrics` address of the MT worker.
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9102";
+
+/// Configuration of `voxbridge-mt`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "voxbridge-mt",
+    version,
+    about = "Voxbridge MT worker (NLLB-200 on CTranslate2)"
+)]
+pub struct Config {
+    #[command(flatten)]
+    pub nats: NatsConfig,
+    #[command(flatten)]
+    pub topology: TopologyConfig,
+    #[command(flatten)]
+    pub telemetry: TelemetryConfig,
+    /// Address of `/metrics` and `/healthz`.
+    #[arg(long, env = "VOXBRIDGE_METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
+    pub metrics_addr: SocketAddr,
+    /// CTranslate2 model directory (NLLB-200 converted with ct2-transformers-converter).
+    #[arg(
+        long,
+        env = "VOXBRIDGE_MT_MODEL",
+        default_value = "./models/nllb-200-distilled-600M-int8"
+    )]
+    pub model: PathBuf,
+    /// Compute type.
+    #[arg(long, env = "VOXBRIDGE_MT_COMPUTE", value_enum, default_value_t = Compute::Int8)]
+    pub compute: Compute,
+    /// Intra-op threads per model replica (1 on a shared 2-core machine).
+    #[arg(long, env = "VOXBRIDGE_MT_THREADS", default_value_t = 1)]
+    pub threads: usize,
+    /// Model replicas in this process.
+    #[arg(long, env = "VOXBRIDGE_MT_REPLICAS", default_value_t = 1)]
+    pub replicas: usize,
+    /// Beam size.
+    #[arg(long, env = "VOXBRIDGE_MT_BEAM_SIZE", default_value_t = 4)]
+    pub beam_size: usize,
+    /// Maximum output tokens per sentence.
+    #[arg(long, env = "VOXBRIDGE_MT_MAX_DECODING_LENGTH", default_value_t = 256)]
+    pub max_decoding_length: usize,
+    /// Forbid repeating n-grams of this size (0 = off).
+    #[arg(long, env = "VOXBRIDGE_MT_NO_REPEAT_NGRAM", default_value_t = 0)]
+    pub no_repeat_ngram_size: usize,
+    /// Requests in flight from the queue at once.
+    #[arg(long, env = "VOXBRIDGE_MT_MAX_IN_FLIGHT", default_value_t = 16)]
+    pub max_in_flight: usize,
+}
+
+impl Config {
+    /// Checks values clap cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
+        anyhow::ensure!(self.replicas >= 1, "--replicas must be at least 1");
+        anyhow::ensure!(self.beam_size >= 1, "--beam-size must be at least 1");
+        anyhow::ensure!(
+            self.max_in_flight >= 1,
+            "--max-in-flight must be at least 1"
+        );
+        self.nats.namespace()?;
+        Ok(())
+    }
+
+    fn translator_options(&self) -> TranslatorOptions {
+        TranslatorOptions {
+            compute: self.compute,
+            threads: self.threads,
+            replicas: self.replicas,
+            beam_size: self.beam_size,
+            max_decoding_length: self.max_decoding_length,
+            no_repeat_ngram_size: self.no_repeat_ngram_size,
+            ..TranslatorOptions::default()
+        }
+    }
+}
+
+/// Handles a running worker exposes to tests.
+#[derive(Debug)]
+pub struct Running {
+    pub metrics_addr: SocketAddr,
+    pub instance: String,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Runs the worker until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let running = start(config, None, shutdown).await?;
+    running.task.await?
+}
+
+/// Starts the worker and returns once it is consuming. `settings` overrides the topology
+/// settings (tests shorten ack waits).
+pub async fn start(
+    config: Config,
+    settings: Option<TopologySettings>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
+    config.validate()?;
+    tracing::info!(?config, "starting MT worker");
+    let mut registry = Registry::default();
+    let common = ServiceMetrics::register(&mut registry, "mt");
+    let metrics = consumer::MtMetrics::register(&mut registry);
+
+    let load_started = std::time::Instant::now();
+    let model_dir = config.model.clone();
+    let options = config.translator_options();
+    let translator =
+        tokio::task::spawn_blocking(move || Translator::load(&model_dir, options)).await??;
+    metrics
+        .model_load_seconds
+        .set(load_started.elapsed().as_secs_f64());
+    tracing::info!(
+        model = translator.id(),
+        languages = translator.languages().len(),
+        "model loaded"
+    );
+
+    let settings = settings.unwrap_or_else(|| config.topology.settings());
+    let ctx = ServiceContext::start_with_settings("mt", &config.nats, settings, common, &shutdown)
+        .await?;
+    let (metrics_addr, _ops) = ctx
+        .serve_ops(config.metrics_addr, registry, shutdown.clone())
+        .await?;
+    let in_flight = Arc::new(AtomicU32::new(0));
+    ctx.spawn_heartbeat(in_flight.clone(), shutdown.clone());
+    ctx.dead_letters.spawn_max_deliveries_watch(
+        ctx.client.clone(),
+        streams::MT,
+        consumers::MT_WORKERS,
+        shutdown.clone(),
+    );
+    let instance = ctx.instance.clone();
+    let worker = consumer::Worker::new(
+        ctx,
+        Arc::new(translator),
+        metrics,
+        in_flight,
+        config.max_in_flight,
+    );
+    let task = tokio::spawn(worker.run(shutdown));
+    Ok(Running {
+        metrics_addr,
+        instance,
+        task,
+    })
+}

@@ -1,0 +1,11 @@
+//! `voxbridge-mt`: parses configuration and runs the MT worker until SIGTERM.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = voxbridge_mt::Config::parse();
+    voxbridge_shared::telemetry::init(&config.telemetry);
+    let shutdown = voxbridge_shared::shutdown::on_signal();
+    voxbridge_mt::run(config, shutdown).await
+}

@@ -1,0 +1,308 @@
+//! NLLB-200 (and M2M-100-style) translation on CTranslate2 through `ct2rs`.
+//!
+//! A model directory is what `ct2-transformers-converter --copy_files tokenizer.json
+//! sentencepiece.bpe.model` writes: `model.bin`, `config.json`, `shared_vocabulary.json`,
+//! `sentencepiece.bpe.model`. Source tokens are `[src_lang] + pieces + ["</s>"]`; decoding
+//! starts from the target prefix `[tgt_lang]`, which is dropped from the output with any special
+//! token before detokenising. The languages the model knows are the FLORES-style codes in its
+//! vocabulary, so other models with the same conventions work by configuration alone.
+//!
+//! Everything here is blocking and CPU-bound: call it from a dedicated thread
+//! (`tokio::task::spawn_blocking`), never from an async task.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use ct2rs::sys::{ComputeType, Config, Device, TranslationOptions, Translator as Ct2Translator};
+use sentencepiece::SentencePieceProcessor;
+
+/// Files a model directory must contain.
+pub const REQUIRED_FILES: [&str; 3] = [
+    "model.bin",
+    "shared_vocabulary.json",
+    "sentencepiece.bpe.model",
+];
+
+/// Compute types offered on CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compute {
+    Int8,
+    Int8Float32,
+    Float32,
+}
+
+impl Compute {
+    fn ct2(self) -> ComputeType {
+        match self {
+            Compute::Int8 => ComputeType::INT8,
+            Compute::Int8Float32 => ComputeType::INT8_FLOAT32,
+            Compute::Float32 => ComputeType::FLOAT32,
+        }
+    }
+
+    /// Name as used in model ids and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compute::Int8 => "int8",
+            Compute::Int8Float32 => "int8_float32",
+            Compute::Float32 => "float32",
+        }
+    }
+}
+
+/// How to load and run the model.
+#[derive(Debug, Clone)]
+pub struct TranslatorOptions {
+    pub compute: Compute,
+    /// Intra-op threads per replica.
+    pub threads: usize,
+    /// Model replicas (each runs one batch at a time).
+    pub replicas: usize,
+    pub beam_size: usize,
+    pub length_penalty: f32,
+    /// Hard cap on output tokens (target prefix included).
+    pub max_decoding_length: usize,
+    /// `no_repeat_ngram_size`: forbids repeating any n-gram of this size (0 = off); the guard
+    /// against a model looping on one phrase.
+    pub no_repeat_ngram_size: usize,
+    /// Penalty > 1 discourages repeated tokens.
+    pub repetition_penalty: f32,
+}
+
+impl Default for TranslatorOptions {
+    fn default() -> Self {
+        Self {
+            compute: Compute::Int8,
+            threads: 1,
+            replicas: 1,
+            beam_size: 4,
+            length_penalty: 1.0,
+            max_decoding_length: 256,
+            no_repeat_ngram_size: 0,
+            repetition_penalty: 1.0,
+        }
+    }
+}
+
+/// Why loading or translating failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TranslatorError {
+    #[error(
+        "model directory {dir} is missing {file} (see README: converting NLLB-200 with ct2-transformers-converter)"
+    )]
+    MissingFile { dir: PathBuf, file: &'static str },
+    #[error("could not read the vocabulary of {dir}: {reason}")]
+    Vocabulary { dir: PathBuf, reason: String },
+    #[error("could not load the sentencepiece model: {0}")]
+    Tokenizer(String),
+    #[error("could not load the CTranslate2 model: {0}")]
+    Load(String),
+    #[error("the model does not know language {0:?}")]
+    UnsupportedLanguage(String),
+    #[error("tokenisation failed: {0}")]
+    Tokenize(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+/// A loaded model with its tokenizer.
+pub struct Translator {
+    model: Ct2Translator,
+    spm: SentencePieceProcessor,
+    languages: HashSet<String>,
+    options: TranslatorOptions,
+    id: String,
+}
+
+impl std::fmt::Debug for Translator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Translator")
+            .field("id", &self.id)
+            .field("languages", &self.languages.len())
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl Translator {
+    /// Loads the model in `dir`.
+    pub fn load(dir: &Path, options: TranslatorOptions) -> Result<Self, TranslatorError> {
+        for file in REQUIRED_FILES {
+            if !dir.join(file).is_file() {
+                return Err(TranslatorError::MissingFile {
+                    dir: dir.to_path_buf(),
+                    file,
+                });
+            }
+        }
+        let languages = read_languages(dir)?;
+        let spm = SentencePieceProcessor::open(dir.join("sentencepiece.bpe.model"))
+            .map_err(|e| TranslatorError::Tokenizer(e.to_string()))?;
+        let config = Config {
+            device: Device::CPU,
+            compute_type: options.compute.ct2(),
+            // On CPU each listed device index is one replica.
+            device_indices: vec![0; options.replicas.max(1)],
+            num_threads_per_replica: options.threads.max(1),
+            ..Config::default()
+        };
+        let model = Ct2Translator::new(dir, &config)
+            .map_err(|e| TranslatorError::Load(format!("{e:#}")))?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
+        Ok(Self {
+            model,
+            spm,
+            languages,
+            id: format!("{name}/{}", options.compute.as_str()),
+            options,
+        })
+    }
+
+    /// Identifies model and compute type (cache keys, provenance).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Whether the model has this language code in its vocabulary.
+    pub fn supports(&self, flores: &str) -> bool {
+        self.languages.contains(flores)
+    }
+
+    /// The language codes of the model's vocabulary.
+    pub fn languages(&self) -> &HashSet<String> {
+        &self.languages
+    }
+
+    /// The sentencepiece pieces of `text` (without language code or `</s>`).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<String>, TranslatorError> {
+        self.spm
+            .encode(text)
+            .map(|pieces| pieces.into_iter().map(|p| p.piece).collect())
+            .map_err(|e| TranslatorError::Tokenize(e.to_string()))
+    }
+
+    /// Joins pieces back into text.
+    pub fn detokenize(&self, pieces: &[String]) -> Result<String, TranslatorError> {
+        self.spm
+            .decode_pieces(pieces)
+            .map_err(|e| TranslatorError::Tokenize(e.to_string()))
+    }
+
+    /// Translates `texts` from `source` into `target` in one batch. Empty or whitespace-only
+    /// texts come back empty without reaching the model. Returns the translations and the
+    /// number of source and target tokens.
+    pub fn translate_batch(
+        &self,
+        texts: &[String],
+        source: &str,
+        target: &str,
+    ) -> Result<BatchOutput, TranslatorError> {
+        for lang in [source, target] {
+            if !self.supports(lang) {
+                return Err(TranslatorError::UnsupportedLanguage(lang.to_string()));
+            }
+        }
+        let mut batch = Vec::new();
+        let mut positions = Vec::new();
+        let mut tokens_in = 0;
+        for (i, text) in texts.iter().enumerate() {
+            if text.trim().is_empty() {
+                continue;
+            }
+            let mut tokens = Vec::with_capacity(text.len() / 3 + 2);
+            tokens.push(source.to_string());
+            tokens.extend(self.tokenize(text)?);
+            tokens.push("</s>".to_string());
+            tokens_in += tokens.len();
+            batch.push(tokens);
+            positions.push(i);
+        }
+        let mut translations = vec![String::new(); texts.len()];
+        if batch.is_empty() {
+            return Ok(BatchOutput {
+                translations,
+                tokens_in: 0,
+                tokens_out: 0,
+            });
+        }
+        let prefix = vec![vec![target.to_string()]; batch.len()];
+        let options: TranslationOptions<String, String> = TranslationOptions {
+            beam_size: self.options.beam_size,
+            length_penalty: self.options.length_penalty,
+            max_decoding_length: self.options.max_decoding_length,
+            no_repeat_ngram_size: self.options.no_repeat_ngram_size,
+            repetition_penalty: self.options.repetition_penalty,
+            max_batch_size: 0,
+            ..TranslationOptions::default()
+        };
+        let results = self
+            .model
+            .translate_batch_with_target_prefix(&batch, &prefix, &options, None)
+            .map_err(|e| TranslatorError::Inference(format!("{e:#}")))?;
+        let mut tokens_out = 0;
+        for (pos, result) in positions.into_iter().zip(results) {
+            let hypothesis = result.hypotheses.into_iter().next().unwrap_or_default();
+            tokens_out += hypothesis.len();
+            let pieces: Vec<String> = hypothesis
+                .into_iter()
+                .filter(|t| !is_special(t, &self.languages))
+                .collect();
+            translations[pos] = self.detokenize(&pieces)?.trim().to_string();
+        }
+        Ok(BatchOutput {
+            translations,
+            tokens_in,
+            tokens_out,
+        })
+    }
+}
+
+/// Result of one batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchOutput {
+    pub translations: Vec<String>,
+    pub tokens_in: usize,
+    pub tokens_out: usize,
+}
+
+fn is_special(token: &str, languages: &HashSet<String>) -> bool {
+    matches!(token, "</s>" | "<s>" | "<pad>" | "<unk>" | "<mask>") || languages.contains(token)
+}
+
+/// Language codes are the vocabulary entries shaped like `xxx_Xxxx` (FLORES-200) or `__xx__`
+/// (M2M-100).
+fn read_languages(dir: &Path) -> Result<HashSet<String>, TranslatorError> {
+    let path = dir.join("shared_vocabulary.json");
+    let err = |reason: String| TranslatorError::Vocabulary {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+    let vocab: Vec<String> = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let languages: HashSet<String> = vocab
+        .into_iter()
+        .filter(|t| is_flores_code(t) || (t.starts_with("__") && t.ends_with("__") && t.len() <= 9))
+        .collect();
+    if languages.is_empty() {
+        return Err(err("no language codes found in the vocabulary".into()));
+    }
+    Ok(languages)
+}
+
+fn is_flores_code(token: &str) -> bool {
+    let Some((lang, script)) = token.split_once('_') else {
+        return false;
+    };
+    lang.len() == 3
+        && lang.chars().all(|c| c.is_ascii_lowercase())
+        && script.len() == 4
+        && script
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase())
+        && script.chars().skip(1).all(|c| c.is_ascii_lowercase())
+}

@@ -1,0 +1,24 @@
+//! The library every Voxbridge service shares: the wire messages and their codec, NATS subject,
+//! stream and bucket names and the JetStream topology, configuration, NATS connection, logging,
+//! metrics, dead-lettering, shutdown and the language table.
+//!
+//! Data enters a service as NATS messages, is decoded with [`codec::decode`] into a type of
+//! [`messages`], and leaves encoded with [`codec::encode`] on a subject from [`subjects`].
+//! This crate holds no inference code (no whisper-rs, no ct2rs); its only HTTP code is the
+//! shared ops endpoint (`/metrics`, `/healthz`) in [`metrics`].
+
+pub mod codec;
+pub mod config;
+pub mod dlq;
+pub mod ids;
+pub mod languages;
+pub mod messages;
+pub mod metrics;
+pub mod nats;
+pub mod service;
+pub mod shutdown;
+pub mod subjects;
+pub mod telemetry;
+pub mod topology;
+
+pub use ids::{JobId, RequestId, SegmentId, SessionId};

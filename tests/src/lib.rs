@@ -1,0 +1,362 @@
+//! The real-service test harness. Tests talk to a real NATS server with JetStream and a real
+//! Redis: the URLs from `VOXBRIDGE_TEST_NATS_URL` / `VOXBRIDGE_TEST_REDIS_URL` when set, otherwise
+//! private `nats-server` / `redis-server` processes on free loopback ports, stopped when their
+//! guard is dropped. Every test gets its own [`Namespace`], so tests can share a server and run
+//! in parallel.
+//!
+//! The nats-server binary is `VOXBRIDGE_NATS_SERVER_BIN`, else `.tools/bin/nats-server` (a
+//! current release installed by `scripts/setup`), else `nats-server` on `PATH`.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use voxbridge_shared::config::NatsConfig;
+use voxbridge_shared::subjects::Namespace;
+use voxbridge_shared::topology::TopologySettings;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The model mirror (`VOXBRIDGE_MODEL_MIRROR`, default `../shared/models` beside the checkout).
+pub fn model_mirror() -> PathBuf {
+    std::env::var_os("VOXBRIDGE_MODEL_MIRROR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/models"))
+}
+
+/// The recordings with reference texts (`VOXBRIDGE_AUDIO_DIR`, default `../shared/audio`).
+pub fn audio_dir() -> PathBuf {
+    std::env::var_os("VOXBRIDGE_AUDIO_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/audio"))
+}
+
+/// The random-weight NLLB test model (int8).
+pub fn nllb_tiny() -> PathBuf {
+    model_mirror().join("nllb-tiny/int8")
+}
+
+/// The fast English Whisper model.
+pub fn whisper_tiny_en() -> PathBuf {
+    model_mirror().join("whisper/ggml-tiny.en.bin")
+}
+
+/// A free TCP port on 127.0.0.1 (the OS picks; a tiny race with other processes is accepted).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(100),
+    )
+    .is_ok()
+}
+
+/// Path of the nats-server binary the harness runs.
+pub fn nats_server_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("VOXBRIDGE_NATS_SERVER_BIN") {
+        return PathBuf::from(bin);
+    }
+    let tools = workspace_root().join(".tools/bin/nats-server");
+    if tools.exists() {
+        return tools;
+    }
+    PathBuf::from("nats-server")
+}
+
+/// A private nats-server, killed on drop.
+#[derive(Debug)]
+pub struct NatsServer {
+    pub port: u16,
+    pub url: String,
+    child: Option<Child>,
+    store: tempfile::TempDir,
+    config: Option<PathBuf>,
+}
+
+impl NatsServer {
+    /// Starts a server with JetStream on a free port.
+    pub fn start() -> Self {
+        Self::start_on(free_port(), None)
+    }
+
+    /// Starts a server with `config` (e.g. `nats/nats-server.conf`), on a free port.
+    pub fn start_with_config(config: &Path) -> Self {
+        Self::start_on(free_port(), Some(config.to_path_buf()))
+    }
+
+    fn start_on(port: u16, config: Option<PathBuf>) -> Self {
+        let store = tempfile::tempdir().expect("temp dir");
+        let mut server = Self {
+            port,
+            url: format!("nats://127.0.0.1:{port}"),
+            child: None,
+            store,
+            config,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(nats_server_bin());
+        if let Some(config) = &self.config {
+            cmd.arg("-c").arg(config);
+        }
+        cmd.args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-js",
+            "-sd",
+        ])
+        .arg(self.store.path())
+        .args(["-m", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start {:?}: {e} (run scripts/setup)",
+                nats_server_bin()
+            )
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !port_open(self.port) {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (SIGKILL), keeping its store, to test reconnects.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while port_open(self.port) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A private redis-server, killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    pub port: u16,
+    pub url: String,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts redis-server on a free port, without persistence.
+    pub fn start() -> Self {
+        let port = free_port();
+        let mut server = Self {
+            port,
+            url: format!("redis://127.0.0.1:{port}"),
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start redis-server (run scripts/setup)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !port_open(self.port) {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port (empty).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What one test runs against.
+#[derive(Debug)]
+pub struct TestEnv {
+    pub nats_url: String,
+    pub redis_url: String,
+    pub namespace: Namespace,
+    /// Present when the harness started its own servers.
+    pub nats: Option<NatsServer>,
+    pub redis: Option<RedisServer>,
+}
+
+impl TestEnv {
+    /// NATS and Redis from env URLs or private servers, and a unique namespace.
+    pub fn new() -> Self {
+        voxbridge_shared::telemetry::init_for_tests();
+        let (nats_url, nats) = match std::env::var("VOXBRIDGE_TEST_NATS_URL") {
+            Ok(url) if !url.is_empty() => (url, None),
+            _ => {
+                let server = NatsServer::start();
+                (server.url.clone(), Some(server))
+            }
+        };
+        let (redis_url, redis) = match std::env::var("VOXBRIDGE_TEST_REDIS_URL") {
+            Ok(url) if !url.is_empty() => (url, None),
+            _ => {
+                let server = RedisServer::start();
+                (server.url.clone(), Some(server))
+            }
+        };
+        Self {
+            nats_url,
+            redis_url,
+            namespace: Namespace::unique_for_tests(),
+            nats,
+            redis,
+        }
+    }
+
+    /// A private NATS server is always used (tests that stop and restart it).
+    pub fn with_private_nats() -> Self {
+        voxbridge_shared::telemetry::init_for_tests();
+        let server = NatsServer::start();
+        Self {
+            nats_url: server.url.clone(),
+            redis_url: String::new(),
+            namespace: Namespace::unique_for_tests(),
+            nats: Some(server),
+            redis: None,
+        }
+    }
+
+    /// NATS client config for a service in this test's namespace.
+    pub fn nats_config(&self) -> NatsConfig {
+        NatsConfig::for_url(&self.nats_url, &self.namespace)
+    }
+
+    /// A plain client.
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(&self.nats_url)
+            .await
+            .expect("connect to test NATS")
+    }
+
+    /// Topology settings for tests: memory storage and short ack waits so redelivery is quick.
+    pub fn settings(&self) -> TopologySettings {
+        TopologySettings {
+            storage: async_nats::jetstream::stream::StorageType::Memory,
+            mt_ack_wait: Duration::from_secs(2),
+            session_ack_wait: Duration::from_secs(2),
+            job_ack_wait: Duration::from_secs(2),
+            ..TopologySettings::default()
+        }
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes (then panics with `what`).
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// GETs `url` and returns (status, body).
+pub async fn http_get(url: &str) -> Option<(u16, String)> {
+    let response = reqwest::get(url).await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
+/// The value of one sample line (`name{labels} value`) in a Prometheus exposition.
+pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Path of a workspace binary built next to the test executable (`cargo build --bins`).
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/..");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}

@@ -1,0 +1,99 @@
+//! `voxctl`, the command-line client: checks an installation (`doctor`), manages the JetStream
+//! topology (`topology export|ensure`), and — in later issues — submits jobs, replays sessions and
+//! evaluates quality.
+
+pub mod doctor;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use voxbridge_shared::config::{
+    ModelsConfig, NatsConfig, RedisConfig, TelemetryConfig, TopologyConfig,
+};
+use voxbridge_shared::topology::Topology;
+
+/// `voxctl` command line.
+#[derive(Debug, Parser)]
+#[command(name = "voxctl", version, about = "Voxbridge command-line client")]
+pub struct Cli {
+    #[command(flatten)]
+    pub nats: NatsConfig,
+    #[command(flatten)]
+    pub telemetry: TelemetryConfig,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check NATS (reachable, JetStream, version), Redis and the model directory; print each
+    /// problem with how to fix it. Exits non-zero when something is wrong.
+    Doctor {
+        #[command(flatten)]
+        redis: RedisConfig,
+        #[command(flatten)]
+        models: ModelsConfig,
+    },
+    /// JetStream topology.
+    Topology {
+        #[command(subcommand)]
+        action: TopologyAction,
+    },
+}
+
+/// `voxctl topology …`
+#[derive(Debug, Subcommand)]
+pub enum TopologyAction {
+    /// Write the stream/consumer/bucket definitions as JSON (what `nats/jetstream/` holds).
+    Export {
+        /// Output directory.
+        #[arg(long, default_value = "nats/jetstream")]
+        dir: PathBuf,
+        #[command(flatten)]
+        topology: TopologyConfig,
+    },
+    /// Create or update every stream, consumer and bucket on the server.
+    Ensure {
+        #[command(flatten)]
+        topology: TopologyConfig,
+    },
+}
+
+/// Runs a command; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Doctor { redis, models } => {
+            let report = doctor::check(&cli.nats, &redis, &models.dir).await;
+            print!("{}", report.render());
+            Ok(if report.ok() { 0 } else { 1 })
+        }
+        Command::Topology { action } => match action {
+            TopologyAction::Export { dir, topology } => {
+                let t = Topology::new(&cli.nats.namespace()?, &topology.settings());
+                std::fs::create_dir_all(&dir)?;
+                for (name, json) in t.to_json_files()? {
+                    std::fs::write(dir.join(&name), json)?;
+                    println!("wrote {}", dir.join(&name).display());
+                }
+                Ok(0)
+            }
+            TopologyAction::Ensure { topology } => {
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                let client =
+                    voxbridge_shared::nats::connect(&cli.nats, "voxctl", None, &shutdown).await?;
+                let js = async_nats::jetstream::new(client);
+                let t = Topology::new(&cli.nats.namespace()?, &topology.settings());
+                voxbridge_shared::topology::ensure_topology(&js, &t).await?;
+                println!(
+                    "topology ensured: {} streams, {} consumers, {} KV buckets, {} object stores",
+                    t.streams.len(),
+                    t.consumers.len(),
+                    t.key_values.len(),
+                    t.object_stores.len()
+                );
+                Ok(0)
+            }
+        },
+    }
+}
