@@ -126,7 +126,10 @@ impl Worker {
             .js
             .get_stream(self.ctx.namespace.stream(streams::MT))
             .await?;
-        let consumer: PullConsumer = stream.get_consumer(consumers::MT_WORKERS).await?;
+        let consumer: PullConsumer = stream
+            .get_consumer(consumers::MT_WORKERS)
+            .await
+            .map_err(|e| anyhow::anyhow!("MT consumer: {e}"))?;
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(self.max_in_flight)

@@ -41,7 +41,10 @@ fn error_event() -> ErrorEvent {
     }
 }
 
-fn samples() -> Vec<(&'static str, Vec<u8>, Box<dyn Fn(&[u8]) -> bool>)> {
+/// (fixture name, freshly encoded bytes, "do these bytes decode to the sample value?")
+type Sample = (&'static str, Vec<u8>, Box<dyn Fn(&[u8]) -> bool>);
+
+fn samples() -> Vec<Sample> {
     macro_rules! sample {
         ($name:literal, $ty:ty, $value:expr) => {{
             let value: $ty = $value;

@@ -111,7 +111,10 @@ impl Worker {
             .js
             .get_stream(self.ctx.namespace.stream(stream))
             .await?;
-        Ok(stream.get_consumer(consumer).await?)
+        stream
+            .get_consumer(consumer)
+            .await
+            .map_err(|e| anyhow::anyhow!("consumer {consumer}: {e}"))
     }
 
     async fn on_session(&self, message: Message) {
