@@ -25,12 +25,13 @@ pub enum MtError {
 pub enum Disposition {
     /// Tell the requester (an error result), then ack: retrying cannot help.
     Answer(&'static str),
-    /// Not our fault and maybe not permanent: redeliver after a delay (`MaxDeliver` bounds it).
-    Retry(Duration),
+    /// Not the requester's fault and maybe not permanent: redeliver after a backoff
+    /// (`MaxDeliver` bounds it; then the request is dead-lettered).
+    Retry,
 }
 
-/// Delay before a transient failure is retried.
-pub const RETRY_DELAY: Duration = Duration::from_secs(2);
+/// First delay before a transient failure is retried (doubled per delivery).
+pub const RETRY_DELAY: Duration = Duration::from_secs(1);
 
 impl MtError {
     /// The one place that maps failures to actions.
@@ -44,9 +45,7 @@ impl MtError {
             }
             MtError::DeadlineExceeded => Disposition::Answer("deadline_exceeded"),
             MtError::Empty => Disposition::Answer("invalid_input"),
-            MtError::Translator(_) | MtError::Publish(_) | MtError::Join(_) => {
-                Disposition::Retry(RETRY_DELAY)
-            }
+            MtError::Translator(_) | MtError::Publish(_) | MtError::Join(_) => Disposition::Retry,
         }
     }
 }
@@ -65,13 +64,13 @@ mod tests {
             MtError::DeadlineExceeded.disposition(),
             Disposition::Answer("deadline_exceeded")
         );
-        assert!(matches!(
+        assert_eq!(
             MtError::Publish("x".into()).disposition(),
-            Disposition::Retry(_)
-        ));
-        assert!(matches!(
+            Disposition::Retry
+        );
+        assert_eq!(
             MtError::Translator(TranslatorError::Inference("oom".into())).disposition(),
-            Disposition::Retry(_)
-        ));
+            Disposition::Retry
+        );
     }
 }

@@ -2,11 +2,14 @@
 //! on the MT work queue, translates them with NLLB-200 on CTranslate2 ([`translator`]), and
 //! publishes each [`MtResult`] to the request's reply subject before acknowledging the request.
 //!
+//! Requests are micro-batched ([`consumer`]) and looked up in a Redis cache first ([`cache`]).
+//!
 //! Data in: `vb.mt.request.<target>` ([`MtRequest`]). Data out: the reply subject
 //! (`vb.translation.<session>` is stream-backed and published with JetStream acks; any other
 //! subject, e.g. an inbox, gets a core publish). Undecodable requests go to the DLQ.
 //! Adding a worker process adds throughput: they share one consumer.
 
+pub mod cache;
 pub mod consumer;
 pub mod error;
 pub mod translator;
@@ -34,6 +37,7 @@ pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9102";
 /// Configuration of `voxbridge-mt`.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
+    args_override_self = true,
     name = "voxbridge-mt",
     version,
     about = "Voxbridge MT worker (NLLB-200 on CTranslate2)"
@@ -73,9 +77,29 @@ pub struct Config {
     /// Forbid repeating n-grams of this size (0 = off).
     #[arg(long, env = "VOXBRIDGE_MT_NO_REPEAT_NGRAM", default_value_t = 0)]
     pub no_repeat_ngram_size: usize,
-    /// Requests in flight from the queue at once.
-    #[arg(long, env = "VOXBRIDGE_MT_MAX_IN_FLIGHT", default_value_t = 16)]
-    pub max_in_flight: usize,
+    /// Inputs longer than this many tokens are split at sentence boundaries.
+    #[arg(long, env = "VOXBRIDGE_MT_MAX_INPUT_TOKENS", default_value_t = 200)]
+    pub max_input_tokens: usize,
+    /// Force every output to `--max-decoding-length` tokens (benchmarks with random-weight
+    /// models only).
+    #[arg(
+        long,
+        env = "VOXBRIDGE_MT_FIXED_OUTPUT_LENGTH",
+        default_value_t = false
+    )]
+    pub fixed_output_length: bool,
+    /// Most requests in one micro-batch.
+    #[arg(long, env = "VOXBRIDGE_MT_MAX_BATCH", default_value_t = 16)]
+    pub max_batch: usize,
+    /// Longest wait (ms) for a micro-batch to fill after its first request.
+    #[arg(long, env = "VOXBRIDGE_MT_MAX_WAIT_MS", default_value_t = 10)]
+    pub max_wait_ms: u64,
+    /// Redis URL of the translation cache; empty disables it.
+    #[arg(long = "redis-url", env = "VOXBRIDGE_REDIS_URL", default_value = voxbridge_shared::config::DEFAULT_REDIS_URL)]
+    pub redis_url: String,
+    /// Seconds a cached translation lives.
+    #[arg(long, env = "VOXBRIDGE_MT_CACHE_TTL_S", default_value_t = crate::cache::DEFAULT_TTL.as_secs())]
+    pub cache_ttl_s: u64,
 }
 
 impl Config {
@@ -84,9 +108,10 @@ impl Config {
         anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
         anyhow::ensure!(self.replicas >= 1, "--replicas must be at least 1");
         anyhow::ensure!(self.beam_size >= 1, "--beam-size must be at least 1");
+        anyhow::ensure!(self.max_batch >= 1, "--max-batch must be at least 1");
         anyhow::ensure!(
-            self.max_in_flight >= 1,
-            "--max-in-flight must be at least 1"
+            self.max_input_tokens >= 8,
+            "--max-input-tokens must be at least 8"
         );
         self.nats.namespace()?;
         Ok(())
@@ -100,6 +125,8 @@ impl Config {
             beam_size: self.beam_size,
             max_decoding_length: self.max_decoding_length,
             no_repeat_ngram_size: self.no_repeat_ngram_size,
+            max_input_tokens: self.max_input_tokens,
+            fixed_output_length: self.fixed_output_length,
             ..TranslatorOptions::default()
         }
     }
@@ -131,6 +158,7 @@ pub async fn start(
     let mut registry = Registry::default();
     let common = ServiceMetrics::register(&mut registry, "mt");
     let metrics = consumer::MtMetrics::register(&mut registry);
+    let cache_metrics = cache::CacheMetrics::register(&mut registry);
 
     let load_started = std::time::Instant::now();
     let model_dir = config.model.clone();
@@ -161,13 +189,20 @@ pub async fn start(
         shutdown.clone(),
     );
     let instance = ctx.instance.clone();
-    let worker = consumer::Worker::new(
-        ctx,
-        Arc::new(translator),
-        metrics,
-        in_flight,
-        config.max_in_flight,
+    let cache = cache::Cache::new(
+        &config.redis_url,
+        std::time::Duration::from_secs(config.cache_ttl_s),
+        translator.id().to_string(),
+        cache_metrics,
+        shutdown.clone(),
     );
+    let policy = consumer::BatchPolicy {
+        max_batch: config.max_batch,
+        max_wait: std::time::Duration::from_millis(config.max_wait_ms),
+        parallel_batches: config.replicas,
+    };
+    let worker =
+        consumer::Worker::new(ctx, Arc::new(translator), cache, metrics, in_flight, policy);
     let task = tokio::spawn(worker.run(shutdown));
     Ok(Running {
         metrics_addr,

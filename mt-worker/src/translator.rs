@@ -68,6 +68,13 @@ pub struct TranslatorOptions {
     pub no_repeat_ngram_size: usize,
     /// Penalty > 1 discourages repeated tokens.
     pub repetition_penalty: f32,
+    /// Inputs longer than this many source tokens are split at sentence boundaries, translated
+    /// as separate batch entries and joined again (NLLB was trained on sentences, and its
+    /// quality drops, and cost rises quadratically, on long inputs).
+    pub max_input_tokens: usize,
+    /// Forces every output to exactly `max_decoding_length` tokens (benchmarks only: makes runs
+    /// comparable with a random-weight model that rarely emits `</s>`).
+    pub fixed_output_length: bool,
 }
 
 impl Default for TranslatorOptions {
@@ -81,6 +88,8 @@ impl Default for TranslatorOptions {
             max_decoding_length: 256,
             no_repeat_ngram_size: 0,
             repetition_penalty: 1.0,
+            max_input_tokens: 200,
+            fixed_output_length: false,
         }
     }
 }
@@ -193,8 +202,9 @@ impl Translator {
     }
 
     /// Translates `texts` from `source` into `target` in one batch. Empty or whitespace-only
-    /// texts come back empty without reaching the model. Returns the translations and the
-    /// number of source and target tokens.
+    /// texts come back empty without reaching the model; texts over `max_input_tokens` are split
+    /// at sentence boundaries into several batch entries and joined again. Returns the
+    /// translations (in order) and the source/target token counts.
     pub fn translate_batch(
         &self,
         texts: &[String],
@@ -206,34 +216,42 @@ impl Translator {
                 return Err(TranslatorError::UnsupportedLanguage(lang.to_string()));
             }
         }
-        let mut batch = Vec::new();
-        let mut positions = Vec::new();
-        let mut tokens_in = 0;
+        // One unit per batch entry: (index of the text it belongs to, source tokens).
+        let mut units: Vec<(usize, Vec<String>)> = Vec::new();
         for (i, text) in texts.iter().enumerate() {
             if text.trim().is_empty() {
                 continue;
             }
-            let mut tokens = Vec::with_capacity(text.len() / 3 + 2);
-            tokens.push(source.to_string());
-            tokens.extend(self.tokenize(text)?);
-            tokens.push("</s>".to_string());
-            tokens_in += tokens.len();
-            batch.push(tokens);
-            positions.push(i);
+            for piece in self.split_long(text)? {
+                let mut tokens = Vec::with_capacity(piece.len() + 2);
+                tokens.push(source.to_string());
+                tokens.extend(piece);
+                tokens.push("</s>".to_string());
+                units.push((i, tokens));
+            }
         }
         let mut translations = vec![String::new(); texts.len()];
-        if batch.is_empty() {
+        if units.is_empty() {
             return Ok(BatchOutput {
                 translations,
                 tokens_in: 0,
                 tokens_out: 0,
+                model_calls: 0,
+                units: 0,
             });
         }
+        let tokens_in = units.iter().map(|(_, t)| t.len()).sum();
+        let batch: Vec<Vec<String>> = units.iter().map(|(_, t)| t.clone()).collect();
         let prefix = vec![vec![target.to_string()]; batch.len()];
         let options: TranslationOptions<String, String> = TranslationOptions {
             beam_size: self.options.beam_size,
             length_penalty: self.options.length_penalty,
             max_decoding_length: self.options.max_decoding_length,
+            min_decoding_length: if self.options.fixed_output_length {
+                self.options.max_decoding_length
+            } else {
+                1
+            },
             no_repeat_ngram_size: self.options.no_repeat_ngram_size,
             repetition_penalty: self.options.repetition_penalty,
             max_batch_size: 0,
@@ -244,21 +262,74 @@ impl Translator {
             .translate_batch_with_target_prefix(&batch, &prefix, &options, None)
             .map_err(|e| TranslatorError::Inference(format!("{e:#}")))?;
         let mut tokens_out = 0;
-        for (pos, result) in positions.into_iter().zip(results) {
+        for ((index, _), result) in units.iter().zip(results) {
             let hypothesis = result.hypotheses.into_iter().next().unwrap_or_default();
             tokens_out += hypothesis.len();
             let pieces: Vec<String> = hypothesis
                 .into_iter()
                 .filter(|t| !is_special(t, &self.languages))
                 .collect();
-            translations[pos] = self.detokenize(&pieces)?.trim().to_string();
+            let text = self.detokenize(&pieces)?;
+            let out = &mut translations[*index];
+            if !out.is_empty() && !text.trim().is_empty() {
+                out.push(' ');
+            }
+            out.push_str(text.trim());
         }
         Ok(BatchOutput {
             translations,
             tokens_in,
             tokens_out,
+            model_calls: 1,
+            units: units.len(),
         })
     }
+
+    /// Tokenises `text` into one or more pieces of at most `max_input_tokens` tokens, split at
+    /// sentence boundaries (Unicode UAX #29), and at word boundaries only for a single sentence
+    /// that is itself too long.
+    fn split_long(&self, text: &str) -> Result<Vec<Vec<String>>, TranslatorError> {
+        let limit = self.options.max_input_tokens.max(8);
+        let tokens = self.tokenize(text)?;
+        if tokens.len() <= limit {
+            return Ok(vec![tokens]);
+        }
+        let mut pieces: Vec<Vec<String>> = Vec::new();
+        let mut current: Vec<String> = Vec::new();
+        for sentence in sentences(text) {
+            let sentence_tokens = self.tokenize(sentence)?;
+            if !current.is_empty() && current.len() + sentence_tokens.len() > limit {
+                pieces.push(std::mem::take(&mut current));
+            }
+            if sentence_tokens.len() > limit {
+                // One overlong sentence: cut it at word starts (pieces beginning with '▁').
+                let mut chunk: Vec<String> = Vec::new();
+                for token in sentence_tokens {
+                    if chunk.len() >= limit && token.starts_with('\u{2581}') {
+                        pieces.push(std::mem::take(&mut chunk));
+                    }
+                    chunk.push(token);
+                }
+                if !chunk.is_empty() {
+                    pieces.push(chunk);
+                }
+            } else {
+                current.extend(sentence_tokens);
+            }
+        }
+        if !current.is_empty() {
+            pieces.push(current);
+        }
+        Ok(pieces)
+    }
+}
+
+/// Sentences of `text` (Unicode sentence boundaries), trimmed, empty ones dropped.
+pub fn sentences(text: &str) -> impl Iterator<Item = &str> {
+    use unicode_segmentation::UnicodeSegmentation;
+    text.split_sentence_bounds()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 /// Result of one batch.
@@ -267,6 +338,10 @@ pub struct BatchOutput {
     pub translations: Vec<String>,
     pub tokens_in: usize,
     pub tokens_out: usize,
+    /// How many times the model ran (0 when every text was empty).
+    pub model_calls: usize,
+    /// Batch entries sent to the model (a long text split in three counts three).
+    pub units: usize,
 }
 
 fn is_special(token: &str, languages: &HashSet<String>) -> bool {
@@ -305,4 +380,24 @@ fn is_flores_code(token: &str) -> bool {
             .next()
             .is_some_and(|c| c.is_ascii_uppercase())
         && script.chars().skip(1).all(|c| c.is_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_split_at_unicode_boundaries() {
+        let s: Vec<_> = sentences("Hello world. How are you? Fine!  ").collect();
+        assert_eq!(s, ["Hello world.", "How are you?", "Fine!"]);
+        assert_eq!(sentences("   ").count(), 0);
+    }
+
+    #[test]
+    fn flores_codes_are_recognised() {
+        assert!(is_flores_code("vie_Latn"));
+        assert!(is_flores_code("zho_Hant"));
+        assert!(!is_flores_code("▁the"));
+        assert!(!is_flores_code("vie_latn"));
+    }
 }

@@ -36,6 +36,7 @@ pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9101";
 /// Configuration of `voxbridge-stt`.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
+    args_override_self = true,
     name = "voxbridge-stt",
     version,
     about = "Voxbridge STT worker (Whisper via whisper.cpp)"

@@ -360,3 +360,64 @@ pub fn bin_path(name: &str) -> PathBuf {
     );
     path
 }
+
+/// Starts an in-process MT worker on `nllb-tiny` in `env`'s namespace, with `extra` flags.
+pub async fn start_mt_worker(
+    env: &TestEnv,
+    extra: &[&str],
+    shutdown: tokio_util::sync::CancellationToken,
+) -> voxbridge_mt::Running {
+    use clap::Parser;
+    let model = nllb_tiny();
+    let mut args = vec![
+        "voxbridge-mt",
+        "--nats-url",
+        &env.nats_url,
+        "--namespace",
+        env.namespace.prefix(),
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--model",
+        model.to_str().expect("utf-8 model path"),
+        "--max-decoding-length",
+        "16",
+        "--redis-url",
+        &env.redis_url,
+    ];
+    args.extend_from_slice(extra);
+    let config = voxbridge_mt::Config::try_parse_from(args).expect("mt config");
+    voxbridge_mt::start(config, Some(env.settings()), shutdown)
+        .await
+        .expect("MT worker starts")
+}
+
+/// Starts an in-process edge on a free port in `env`'s namespace, with `extra` flags.
+pub async fn start_edge(
+    env: &TestEnv,
+    extra: &[&str],
+    shutdown: tokio_util::sync::CancellationToken,
+) -> voxbridge_edge::Running {
+    use clap::Parser;
+    let mut args = vec![
+        "voxbridge-edge",
+        "--nats-url",
+        &env.nats_url,
+        "--namespace",
+        env.namespace.prefix(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let config = voxbridge_edge::Config::try_parse_from(args).expect("edge config");
+    voxbridge_edge::start(config, Some(env.settings()), shutdown)
+        .await
+        .expect("edge starts")
+}
+
+/// Scrapes `/metrics` at `addr`.
+pub async fn scrape(addr: std::net::SocketAddr) -> String {
+    http_get(&format!("http://{addr}/metrics"))
+        .await
+        .map(|(_, body)| body)
+        .expect("scrape /metrics")
+}

@@ -17,23 +17,6 @@ use voxbridge_shared::metrics::naming_violations;
 use voxbridge_shared::subjects::streams;
 use voxbridge_tests::{TestEnv, http_get, metric_value, wait_for};
 
-fn mt_config(env: &TestEnv) -> voxbridge_mt::Config {
-    voxbridge_mt::Config::try_parse_from([
-        "voxbridge-mt",
-        "--nats-url",
-        &env.nats_url,
-        "--namespace",
-        env.namespace.prefix(),
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--model",
-        voxbridge_tests::nllb_tiny().to_str().expect("utf-8 path"),
-        "--max-decoding-length",
-        "16",
-    ])
-    .expect("mt config")
-}
-
 fn stt_config(env: &TestEnv) -> voxbridge_stt::Config {
     voxbridge_stt::Config::try_parse_from([
         "voxbridge-stt",
@@ -76,9 +59,7 @@ async fn dlq_records(js: &jetstream::Context, env: &TestEnv, want: usize) -> Vec
 async fn malformed_payloads_are_dead_lettered_counted_and_the_workers_keep_running() {
     let env = TestEnv::new();
     let shutdown = CancellationToken::new();
-    let mt = voxbridge_mt::start(mt_config(&env), Some(env.settings()), shutdown.clone())
-        .await
-        .expect("mt worker starts");
+    let mt = voxbridge_tests::start_mt_worker(&env, &[], shutdown.clone()).await;
     let stt = voxbridge_stt::start(stt_config(&env), Some(env.settings()), shutdown.clone())
         .await
         .expect("stt worker starts");
@@ -220,19 +201,7 @@ async fn malformed_payloads_are_dead_lettered_counted_and_the_workers_keep_runni
 async fn healthz_is_ready_only_while_nats_is_connected() {
     let mut env = TestEnv::with_private_nats();
     let shutdown = CancellationToken::new();
-    let config = voxbridge_edge::Config::try_parse_from([
-        "voxbridge-edge",
-        "--nats-url",
-        &env.nats_url,
-        "--namespace",
-        env.namespace.prefix(),
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .expect("edge config");
-    let edge = voxbridge_edge::start(config, Some(env.settings()), shutdown.clone())
-        .await
-        .expect("edge starts");
+    let edge = voxbridge_tests::start_edge(&env, &[], shutdown.clone()).await;
     let healthz = format!("http://{}/healthz", edge.addr);
     let status = |want: u16| {
         let url = healthz.clone();

@@ -1,0 +1,190 @@
+//! The translator against a real CTranslate2 model: `nllb-tiny` from the model mirror, an
+//! NLLB-architecture model with random weights and a real sentencepiece tokenizer. Its words are
+//! meaningless, so these tests assert structure, determinism and batching behaviour only.
+
+use std::path::PathBuf;
+
+use voxbridge_mt::translator::{Compute, Translator, TranslatorError, TranslatorOptions};
+
+fn mirror() -> PathBuf {
+    std::env::var_os("VOXBRIDGE_MODEL_MIRROR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models"))
+}
+
+fn load(compute: Compute, beam_size: usize) -> Translator {
+    let dir = match compute {
+        Compute::Float32 => mirror().join("nllb-tiny/float32"),
+        _ => mirror().join("nllb-tiny/int8"),
+    };
+    Translator::load(
+        &dir,
+        TranslatorOptions {
+            compute,
+            beam_size,
+            max_decoding_length: 12,
+            ..TranslatorOptions::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("load {}: {e}", dir.display()))
+}
+
+fn texts(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn languages_come_from_the_vocabulary() {
+    let t = load(Compute::Int8, 1);
+    assert_eq!(t.languages().len(), 202);
+    assert!(t.supports("vie_Latn") && t.supports("eng_Latn") && t.supports("zho_Hant"));
+    assert!(!t.supports("xxx_Latn"));
+    assert_eq!(t.id(), "int8/int8");
+}
+
+#[test]
+fn tokenisation_round_trips() {
+    let t = load(Compute::Int8, 1);
+    for text in [
+        "Hello world, how are you?",
+        "Xin chào thế giới.",
+        "The meeting starts at 10:30.",
+    ] {
+        let pieces = t.tokenize(text).expect("tokenize");
+        assert!(pieces.len() > 1, "{pieces:?}");
+        assert!(
+            pieces[0].starts_with('\u{2581}'),
+            "sentencepiece marks word starts: {pieces:?}"
+        );
+        assert_eq!(t.detokenize(&pieces).expect("detokenize"), text);
+    }
+}
+
+#[test]
+fn a_text_alone_and_inside_a_batch_translates_identically() {
+    for beam in [1, 4] {
+        let t = load(Compute::Int8, beam);
+        let batch = texts(&[
+            "Hello world.",
+            "The quick brown fox jumps over the lazy dog.",
+            "How much does the ticket cost?",
+            "See you tomorrow.",
+        ]);
+        let together = t
+            .translate_batch(&batch, "eng_Latn", "vie_Latn")
+            .expect("batch");
+        assert_eq!(together.model_calls, 1);
+        assert_eq!(together.units, 4);
+        for (i, text) in batch.iter().enumerate() {
+            let alone = t
+                .translate_batch(std::slice::from_ref(text), "eng_Latn", "vie_Latn")
+                .expect("alone");
+            assert_eq!(
+                alone.translations[0], together.translations[i],
+                "beam {beam}, text {i}"
+            );
+        }
+    }
+}
+
+#[test]
+fn translation_is_deterministic_and_well_formed() {
+    let t = load(Compute::Int8, 4);
+    let input = texts(&["Where is the train station?"]);
+    let a = t
+        .translate_batch(&input, "eng_Latn", "vie_Latn")
+        .expect("a");
+    let b = t
+        .translate_batch(&input, "eng_Latn", "vie_Latn")
+        .expect("b");
+    assert_eq!(a, b);
+    // At most max_decoding_length tokens (target prefix included), and the language code is
+    // not part of the text.
+    assert!(a.tokens_out <= 12, "{a:?}");
+    assert!(!a.translations[0].contains("vie_Latn"));
+}
+
+#[test]
+fn empty_input_returns_empty_without_calling_the_model() {
+    let t = load(Compute::Int8, 4);
+    let out = t
+        .translate_batch(&texts(&["", "   ", "\n\t"]), "eng_Latn", "vie_Latn")
+        .expect("empty");
+    assert_eq!(out.translations, vec!["", "", ""]);
+    assert_eq!(out.model_calls, 0);
+    let mixed = t
+        .translate_batch(&texts(&["", "Hello."]), "eng_Latn", "vie_Latn")
+        .expect("mixed");
+    assert_eq!(mixed.units, 1);
+    assert_eq!(mixed.translations[0], "");
+}
+
+#[test]
+fn long_inputs_are_split_at_sentence_boundaries() {
+    let dir = mirror().join("nllb-tiny/int8");
+    let t = Translator::load(
+        &dir,
+        TranslatorOptions {
+            max_input_tokens: 12,
+            max_decoding_length: 8,
+            beam_size: 1,
+            ..TranslatorOptions::default()
+        },
+    )
+    .expect("load");
+    let long = "Hello world, this is the first sentence. Here is the second one, a bit longer. And a third.";
+    let pieces: usize = voxbridge_mt::translator::sentences(long).count();
+    assert_eq!(pieces, 3);
+    let out = t
+        .translate_batch(&texts(&[long, "Short."]), "eng_Latn", "vie_Latn")
+        .expect("long");
+    assert!(out.units >= 3, "long text was not split: {out:?}");
+    assert_eq!(out.model_calls, 1, "all pieces go in one batch");
+    assert_eq!(out.translations.len(), 2);
+    // The joined translation is the pieces' translations in order.
+    let first = t
+        .translate_batch(
+            &texts(&["Hello world, this is the first sentence."]),
+            "eng_Latn",
+            "vie_Latn",
+        )
+        .expect("first");
+    assert!(
+        out.translations[0].starts_with(first.translations[0].as_str()),
+        "{out:?} vs {first:?}"
+    );
+}
+
+#[test]
+fn unsupported_languages_are_typed_errors() {
+    let t = load(Compute::Int8, 1);
+    let err = t
+        .translate_batch(&texts(&["Hi"]), "eng_Latn", "xyz_Latn")
+        .expect_err("unknown");
+    assert!(
+        matches!(err, TranslatorError::UnsupportedLanguage(ref l) if l == "xyz_Latn"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_compute_type_loads_and_translates() {
+    for compute in [Compute::Int8, Compute::Int8Float32, Compute::Float32] {
+        let t = load(compute, 2);
+        let out = t
+            .translate_batch(&texts(&["Good morning."]), "eng_Latn", "fra_Latn")
+            .expect("translate");
+        assert_eq!(out.translations.len(), 1, "{compute:?}");
+        assert!(out.tokens_out >= 1, "{compute:?}");
+    }
+}
+
+#[test]
+fn a_missing_model_directory_is_a_clear_error() {
+    let err = Translator::load(
+        std::path::Path::new("/nonexistent"),
+        TranslatorOptions::default(),
+    )
+    .expect_err("missing");
+    assert!(err.to_string().contains("model.bin"), "{err}");
+}
