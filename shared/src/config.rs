@@ -115,6 +115,25 @@ pub struct TopologyConfig {
     /// Stream replicas (3 on a NATS cluster).
     #[arg(long, env = "VOXBRIDGE_STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,
+    /// Stream storage: file (durable) or memory (tests, throwaway deployments).
+    #[arg(long, env = "VOXBRIDGE_STREAM_STORAGE", value_enum, default_value_t = StorageKind::File)]
+    pub stream_storage: StorageKind,
+    /// Seconds before an un-kept-alive session claim is redelivered to another STT worker.
+    #[arg(long, env = "VOXBRIDGE_SESSION_ACK_WAIT_S", default_value_t = crate::topology::DEFAULT_SESSION_ACK_WAIT.as_secs())]
+    pub session_ack_wait_s: u64,
+    /// Seconds before an unacknowledged translation request is redelivered.
+    #[arg(long, env = "VOXBRIDGE_MT_ACK_WAIT_S", default_value_t = crate::topology::DEFAULT_MT_ACK_WAIT.as_secs())]
+    pub mt_ack_wait_s: u64,
+    /// Seconds before an unacknowledged job is redelivered.
+    #[arg(long, env = "VOXBRIDGE_JOB_ACK_WAIT_S", default_value_t = crate::topology::DEFAULT_JOB_ACK_WAIT.as_secs())]
+    pub job_ack_wait_s: u64,
+}
+
+/// Where streams keep their messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageKind {
+    File,
+    Memory,
 }
 
 impl TopologyConfig {
@@ -125,6 +144,13 @@ impl TopologyConfig {
             job_retention: Duration::from_secs(self.job_retention_d * 24 * 3600),
             max_deliver: self.max_deliver,
             replicas: self.stream_replicas,
+            storage: match self.stream_storage {
+                StorageKind::File => async_nats::jetstream::stream::StorageType::File,
+                StorageKind::Memory => async_nats::jetstream::stream::StorageType::Memory,
+            },
+            session_ack_wait: Duration::from_secs(self.session_ack_wait_s.max(1)),
+            mt_ack_wait: Duration::from_secs(self.mt_ack_wait_s.max(1)),
+            job_ack_wait: Duration::from_secs(self.job_ack_wait_s.max(1)),
             ..TopologySettings::default()
         }
     }
@@ -137,6 +163,10 @@ impl Default for TopologyConfig {
             job_retention_d: 7,
             max_deliver: crate::topology::DEFAULT_MAX_DELIVER,
             stream_replicas: 1,
+            stream_storage: StorageKind::File,
+            session_ack_wait_s: crate::topology::DEFAULT_SESSION_ACK_WAIT.as_secs(),
+            mt_ack_wait_s: crate::topology::DEFAULT_MT_ACK_WAIT.as_secs(),
+            job_ack_wait_s: crate::topology::DEFAULT_JOB_ACK_WAIT.as_secs(),
         }
     }
 }

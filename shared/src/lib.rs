@@ -10,6 +10,7 @@
 pub mod codec;
 pub mod config;
 pub mod dlq;
+pub mod eval;
 pub mod ids;
 pub mod languages;
 pub mod messages;

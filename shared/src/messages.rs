@@ -218,6 +218,21 @@ pub struct TranscriptFinal {
 }
 wire!(TranscriptFinal, 1, "transcript.final");
 
+/// The last transcript event of a session: every final has been published before it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionEnded {
+    #[serde(default = "v1")]
+    pub v: u16,
+    pub session_id: SessionId,
+    pub reason: CloseReason,
+    /// Number of finals the session produced (indices `0..final_count`).
+    pub final_count: u64,
+    /// Audio time processed.
+    pub audio_ms: u64,
+    pub emitted_at_ms: UnixMs,
+}
+wire!(SessionEnded, 1, "session.ended");
+
 /// What travels on `vb.transcript.<session>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -228,8 +243,18 @@ pub enum TranscriptEvent {
     Final(TranscriptFinal),
     #[serde(rename = "error")]
     Error(ErrorEvent),
+    #[serde(rename = "session.ended")]
+    Ended(SessionEnded),
 }
-wire_enum!(TranscriptEvent, 1, "transcript", Partial, Final, Error);
+wire_enum!(
+    TranscriptEvent,
+    1,
+    "transcript",
+    Partial,
+    Final,
+    Error,
+    Ended
+);
 
 // ---------------------------------------------------------------------------------------------
 // Translation

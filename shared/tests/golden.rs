@@ -136,6 +136,18 @@ fn samples() -> Vec<Sample> {
             TranscriptEvent::Error(error_event())
         ),
         sample!(
+            "session_ended",
+            TranscriptEvent,
+            TranscriptEvent::Ended(SessionEnded {
+                v: 1,
+                session_id: session(),
+                reason: CloseReason::ClientStop,
+                final_count: 3,
+                audio_ms: 11_000,
+                emitted_at_ms: T,
+            })
+        ),
+        sample!(
             "mt_request",
             MtRequest,
             MtRequest {
@@ -252,7 +264,7 @@ fn committed_fixtures_still_decode() {
         std::fs::create_dir_all(dir()).expect("mkdir");
     }
     let samples = samples();
-    assert_eq!(samples.len(), 14);
+    assert_eq!(samples.len(), 15);
     for (name, bytes, check) in samples {
         let path = dir().join(format!("{name}.msgpack"));
         if bless {

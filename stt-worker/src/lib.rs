@@ -6,11 +6,13 @@
 //! `vb.audio.<session>`. Data out: `vb.transcript.<session>` and MT requests. Undecodable claims
 //! and jobs go to the DLQ with their reason; the worker keeps running.
 //!
-//! Status: the streaming transcription policy (issue 4) is not built yet. Valid session claims
-//! and audio jobs are released back to the queue (`nak` with a delay) so nothing is lost; after
-//! `MaxDeliver` attempts they are dead-lettered with reason `max_deliveries`.
+//! Live sessions: [`consumer`] claims them, [`session`] reads their audio and publishes events,
+//! [`policy`] decides what is stable and what is final, [`transcriber`] runs whisper. Audio-file
+//! jobs (issue 6) are not built yet: they are released back to the queue.
 
 pub mod consumer;
+pub mod policy;
+pub mod session;
 pub mod transcriber;
 
 use std::net::SocketAddr;
@@ -64,6 +66,37 @@ pub struct Config {
     /// Live sessions one worker owns at once.
     #[arg(long, env = "VOXBRIDGE_STT_MAX_SESSIONS", default_value_t = 4)]
     pub max_sessions: usize,
+    /// Audio (ms) between two recognitions of the rolling buffer.
+    #[arg(long, env = "VOXBRIDGE_STT_STEP_MS", default_value_t = 1000)]
+    pub step_ms: u64,
+    /// Silence (ms) that ends an utterance.
+    #[arg(long, env = "VOXBRIDGE_STT_PAUSE_MS", default_value_t = 800)]
+    pub pause_ms: u64,
+    /// Longest buffer (ms) before everything heard is finalised.
+    #[arg(long, env = "VOXBRIDGE_STT_MAX_BUFFER_MS", default_value_t = 20_000)]
+    pub max_buffer_ms: u64,
+    /// Voice activity threshold (0..1).
+    #[arg(long, env = "VOXBRIDGE_STT_VAD_THRESHOLD", default_value_t = 0.5)]
+    pub vad_threshold: f32,
+    /// End a session after this many seconds without audio.
+    #[arg(long, env = "VOXBRIDGE_STT_IDLE_TIMEOUT_S", default_value_t = 30)]
+    pub idle_timeout_s: u64,
+    /// Beam size of whisper's decoder (1 = greedy). Greedy decoding of short, growing buffers
+    /// commits wrong words ("roundfire" for "brown fox"); see docs/BENCHMARKS.md.
+    #[arg(long, env = "VOXBRIDGE_STT_BEAM_SIZE", default_value_t = 5)]
+    pub beam_size: usize,
+    /// Encoder context: the buffer's length plus this many frames (50 per second of audio), the
+    /// main speed lever on a CPU; negative = the full 30 s window. The reduced context costs
+    /// accuracy on short buffers (measured in docs/BENCHMARKS.md), so the default is the full
+    /// window; set e.g. 128 on a CPU that cannot keep up.
+    #[arg(long, env = "VOXBRIDGE_STT_AUDIO_CTX_MARGIN", default_value_t = -1, allow_hyphen_values = true)]
+    pub audio_ctx_margin: i64,
+    /// Words ending this close (ms) to the end of the buffer are not committed yet.
+    #[arg(long, env = "VOXBRIDGE_STT_HOLDBACK_MS", default_value_t = 500)]
+    pub holdback_ms: u64,
+    /// Language for sessions that do not name one (whisper code such as "en"); empty = detect.
+    #[arg(long, env = "VOXBRIDGE_STT_LANGUAGE", default_value = "")]
+    pub language: String,
 }
 
 impl Config {
@@ -71,6 +104,11 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
         anyhow::ensure!(self.max_sessions >= 1, "--max-sessions must be at least 1");
+        anyhow::ensure!(self.step_ms >= 100, "--step-ms must be at least 100");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.vad_threshold),
+            "--vad-threshold must be within 0..1"
+        );
         self.nats.namespace()?;
         Ok(())
     }
@@ -111,6 +149,22 @@ pub async fn start(
     tracing::info!(model = transcriber.name(), "whisper model loaded");
 
     let settings = settings.unwrap_or_else(|| config.topology.settings());
+    let session_settings = session::SessionSettings {
+        policy: policy::PolicyConfig {
+            step_ms: config.step_ms,
+            pause_ms: config.pause_ms,
+            max_buffer_ms: config.max_buffer_ms,
+            vad_threshold: config.vad_threshold,
+            holdback_ms: config.holdback_ms,
+            ..policy::PolicyConfig::default()
+        },
+        beam_size: config.beam_size.max(1),
+        audio_ctx_margin: usize::try_from(config.audio_ctx_margin).ok(),
+        threads: config.threads,
+        idle_timeout: std::time::Duration::from_secs(config.idle_timeout_s),
+        keep_alive: (settings.session_ack_wait / 3).max(std::time::Duration::from_millis(200)),
+        default_language: (!config.language.is_empty()).then(|| config.language.clone()),
+    };
     let ctx = ServiceContext::start_with_settings("stt", &config.nats, settings, common, &shutdown)
         .await?;
     let (metrics_addr, _ops) = ctx
@@ -136,6 +190,7 @@ pub async fn start(
         metrics,
         in_flight,
         config.max_sessions,
+        session_settings,
     );
     let task = tokio::spawn(worker.run(shutdown));
     Ok(Running {

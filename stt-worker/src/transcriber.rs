@@ -28,6 +28,8 @@ pub struct TranscribeOptions {
     pub prompt: Option<String>,
     /// Encoder context in frames (1500 = 30 s); smaller is much faster for short buffers.
     pub audio_ctx: Option<usize>,
+    /// Beam size (1 = greedy).
+    pub beam_size: usize,
 }
 
 /// One recognised segment.
@@ -36,6 +38,8 @@ pub struct Segment {
     pub text: String,
     pub start_ms: u64,
     pub end_ms: u64,
+    /// The segment's words with their times (from whisper's token timestamps).
+    pub words: Vec<crate::policy::Word>,
 }
 
 /// A loaded whisper model.
@@ -89,7 +93,15 @@ impl Transcriber {
             .context
             .create_state()
             .map_err(|e| TranscriberError::Inference(e.to_string()))?;
-        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        let strategy = if options.beam_size > 1 {
+            SamplingStrategy::BeamSearch {
+                beam_size: options.beam_size as i32,
+                patience: -1.0,
+            }
+        } else {
+            SamplingStrategy::Greedy { best_of: 1 }
+        };
+        let mut params = FullParams::new(strategy);
         params.set_n_threads(options.threads.max(1) as i32);
         params.set_language(options.language.as_deref());
         params.set_print_progress(false);
@@ -97,6 +109,10 @@ impl Transcriber {
         params.set_print_special(false);
         params.set_print_timestamps(false);
         params.set_suppress_blank(true);
+        params.set_token_timestamps(true);
+        // Each run is independent: context comes only from the explicit prompt, so a rerun on
+        // the same audio (failover) gives the same text.
+        params.set_no_context(true);
         if let Some(prompt) = options.prompt.as_deref() {
             params.set_initial_prompt(prompt);
         }
@@ -106,6 +122,7 @@ impl Transcriber {
         state
             .full(params, audio)
             .map_err(|e| TranscriberError::Inference(e.to_string()))?;
+        let eot = self.context.token_eot();
         let mut segments = Vec::new();
         for segment in state.as_iter() {
             let text = segment
@@ -117,10 +134,43 @@ impl Transcriber {
                 continue;
             }
             // whisper timestamps are in centiseconds.
+            let start_ms = (segment.start_timestamp().max(0) as u64) * 10;
+            let end_ms = (segment.end_timestamp().max(0) as u64) * 10;
+            let mut words: Vec<crate::policy::Word> = Vec::new();
+            for i in 0..segment.n_tokens() {
+                let Some(token) = segment.get_token(i) else {
+                    continue;
+                };
+                if token.token_id() >= eot {
+                    continue; // special and timestamp tokens
+                }
+                let piece = token.to_str_lossy().unwrap_or_default().into_owned();
+                if piece.is_empty() {
+                    continue;
+                }
+                let data = token.token_data();
+                let t0 = (data.t0.max(0) as u64) * 10;
+                let t1 = (data.t1.max(0) as u64) * 10;
+                let starts_word = piece.starts_with(' ') || words.is_empty();
+                match words.last_mut() {
+                    Some(last) if !starts_word => {
+                        last.text.push_str(&piece);
+                        last.end_ms = last.end_ms.max(t1);
+                    }
+                    _ => words.push(crate::policy::Word {
+                        text: piece.trim().to_string(),
+                        start_ms: t0.max(start_ms),
+                        end_ms: t1.max(t0),
+                        probability: Some(token.token_probability()),
+                    }),
+                }
+            }
+            words.retain(|w| !w.text.is_empty());
             segments.push(Segment {
                 text,
-                start_ms: (segment.start_timestamp().max(0) as u64) * 10,
-                end_ms: (segment.end_timestamp().max(0) as u64) * 10,
+                start_ms,
+                end_ms,
+                words,
             });
         }
         Ok(segments)
@@ -152,5 +202,59 @@ mod tests {
     fn missing_model_is_a_clear_error() {
         let err = Transcriber::load(Path::new("/nonexistent/ggml.bin")).expect_err("must fail");
         assert!(err.to_string().contains("scripts/setup"), "{err}");
+    }
+}
+
+/// The whisper model as the streaming policy's [`crate::policy::Recognizer`].
+pub struct WhisperRecognizer {
+    pub transcriber: std::sync::Arc<Transcriber>,
+    pub threads: usize,
+    /// Whisper language code ("en"), or `None` to detect.
+    pub language: Option<String>,
+    pub beam_size: usize,
+    /// Encoder context margin in frames added to the buffer's length (None = full 30 s window).
+    pub audio_ctx_margin: Option<usize>,
+    /// Called with (inference seconds, audio seconds) after each run.
+    pub on_run: Box<dyn Fn(f64, f64) + Send + Sync>,
+}
+
+impl std::fmt::Debug for WhisperRecognizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhisperRecognizer")
+            .field("threads", &self.threads)
+            .field("language", &self.language)
+            .finish()
+    }
+}
+
+/// Encoder frames per second of audio (whisper: 1500 frames for 30 s).
+const AUDIO_CTX_PER_S: f64 = 50.0;
+
+impl crate::policy::Recognizer for WhisperRecognizer {
+    fn recognize(
+        &mut self,
+        audio: &[f32],
+        prompt: &str,
+    ) -> Result<Vec<crate::policy::Word>, String> {
+        let seconds = audio.len() as f64 / 16_000.0;
+        // The encoder costs a full 30 s window unless told otherwise: size its context to the
+        // buffer (plus a margin), the main lever for keeping up on a CPU.
+        let audio_ctx = self
+            .audio_ctx_margin
+            .map(|margin| ((seconds * AUDIO_CTX_PER_S).ceil() as usize + margin).min(1500));
+        let options = TranscribeOptions {
+            threads: self.threads,
+            language: self.language.clone(),
+            prompt: (!prompt.is_empty()).then(|| prompt.to_string()),
+            audio_ctx,
+            beam_size: self.beam_size,
+        };
+        let started = std::time::Instant::now();
+        let segments = self
+            .transcriber
+            .transcribe(audio, &options)
+            .map_err(|e| e.to_string())?;
+        (self.on_run)(started.elapsed().as_secs_f64(), seconds);
+        Ok(segments.into_iter().flat_map(|s| s.words).collect())
     }
 }

@@ -294,13 +294,32 @@ impl TestEnv {
 
     /// Topology settings for tests: memory storage and short ack waits so redelivery is quick.
     pub fn settings(&self) -> TopologySettings {
-        TopologySettings {
-            storage: async_nats::jetstream::stream::StorageType::Memory,
-            mt_ack_wait: Duration::from_secs(2),
-            session_ack_wait: Duration::from_secs(2),
-            job_ack_wait: Duration::from_secs(2),
-            ..TopologySettings::default()
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            topology: voxbridge_shared::config::TopologyConfig,
         }
+        let mut args = vec!["flags".to_string()];
+        args.extend(Self::topology_flags().iter().map(|s| s.to_string()));
+        Flags::try_parse_from(args)
+            .expect("test topology flags")
+            .topology
+            .settings()
+    }
+
+    /// The command-line flags that give a binary the same topology as [`TestEnv::settings`].
+    pub fn topology_flags() -> [&'static str; 8] {
+        [
+            "--stream-storage",
+            "memory",
+            "--session-ack-wait-s",
+            "2",
+            "--mt-ack-wait-s",
+            "2",
+            "--job-ack-wait-s",
+            "2",
+        ]
     }
 }
 
@@ -420,4 +439,188 @@ pub async fn scrape(addr: std::net::SocketAddr) -> String {
         .await
         .map(|(_, body)| body)
         .expect("scrape /metrics")
+}
+
+/// 16 kHz mono s16 samples of a WAV file (the recordings in `../shared/audio` are this format).
+pub fn read_wav(path: &Path) -> Vec<i16> {
+    let mut reader =
+        hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let spec = reader.spec();
+    assert_eq!(
+        (spec.sample_rate, spec.channels, spec.bits_per_sample),
+        (16_000, 1, 16),
+        "{}",
+        path.display()
+    );
+    reader
+        .samples::<i16>()
+        .map(|s| s.expect("sample"))
+        .collect()
+}
+
+/// The reference transcript beside a recording.
+pub fn reference_text(wav: &Path) -> String {
+    std::fs::read_to_string(wav.with_extension("txt")).expect("reference .txt beside the .wav")
+}
+
+/// Publishes a live session the way the edge does: the claim on `vb.session.open`, then the
+/// audio in `chunk_ms` chunks, then the close marker. With `realtime`, chunks are paced at
+/// real-time speed.
+pub async fn stream_session(
+    env: &TestEnv,
+    session: voxbridge_shared::SessionId,
+    source_lang: Option<&str>,
+    targets: &[&str],
+    samples: &[i16],
+    chunk_ms: usize,
+    realtime: bool,
+) {
+    use voxbridge_shared::codec::encode;
+    use voxbridge_shared::messages::*;
+    let js = async_nats::jetstream::new(env.client().await);
+    let ns = &env.namespace;
+    let open = SessionOpen {
+        v: 1,
+        session_id: session,
+        source_lang: source_lang.map(str::to_string),
+        target_langs: targets.iter().map(|s| s.to_string()).collect(),
+        sample_rate_hz: AUDIO_SAMPLE_RATE_HZ,
+        opened_at_ms: now_unix_ms(),
+        client: Some("test".into()),
+    };
+    let publish = |subject: String, payload: Vec<u8>| {
+        let js = js.clone();
+        async move {
+            js.publish(subject, payload.into())
+                .await
+                .expect("publish")
+                .await
+                .expect("stored")
+        }
+    };
+    publish(ns.session_open(), encode(&open).expect("encode")).await;
+    let per_chunk = 16 * chunk_ms;
+    let started = tokio::time::Instant::now();
+    for (seq, chunk) in samples.chunks(per_chunk).enumerate() {
+        let pcm: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let event = AudioEvent::Chunk(AudioChunk {
+            v: 1,
+            session_id: session,
+            seq: seq as u64,
+            offset_samples: (seq * per_chunk) as u64,
+            sample_rate_hz: AUDIO_SAMPLE_RATE_HZ,
+            pcm: pcm.into(),
+            received_at_ms: now_unix_ms(),
+        });
+        publish(ns.audio(&session), encode(&event).expect("encode")).await;
+        if realtime {
+            tokio::time::sleep_until(
+                started + Duration::from_millis(((seq + 1) * chunk_ms) as u64),
+            )
+            .await;
+        }
+    }
+    let close = AudioEvent::Close(SessionClose {
+        v: 1,
+        session_id: session,
+        reason: CloseReason::ClientStop,
+        final_offset_samples: samples.len() as u64,
+        closed_at_ms: now_unix_ms(),
+    });
+    publish(ns.audio(&session), encode(&close).expect("encode")).await;
+}
+
+/// Every transcript event of `session`, up to and including `session.ended` (or until
+/// `timeout`, then panics).
+pub async fn transcript_events(
+    env: &TestEnv,
+    session: voxbridge_shared::SessionId,
+    timeout: Duration,
+) -> Vec<voxbridge_shared::messages::TranscriptEvent> {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+    use futures::StreamExt;
+    use voxbridge_shared::messages::TranscriptEvent;
+    let js = async_nats::jetstream::new(env.client().await);
+    let stream = js
+        .get_stream(
+            env.namespace
+                .stream(voxbridge_shared::subjects::streams::TRANSCRIPTS),
+        )
+        .await
+        .expect("transcripts stream");
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: env.namespace.transcript(&session),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .expect("ordered consumer");
+    let mut messages = consumer.messages().await.expect("messages");
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let next = tokio::time::timeout_at(deadline, messages.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no session.ended within {timeout:?}; got {} events",
+                    events.len()
+                )
+            })
+            .expect("stream open")
+            .expect("message");
+        let event: TranscriptEvent =
+            voxbridge_shared::codec::decode(&next.payload).expect("decode event");
+        let ended = matches!(event, TranscriptEvent::Ended(_));
+        events.push(event);
+        if ended {
+            return events;
+        }
+    }
+}
+
+/// The finals' texts, in index order, checking indices are 0..n without gap or duplicate.
+pub fn final_texts(events: &[voxbridge_shared::messages::TranscriptEvent]) -> Vec<String> {
+    use voxbridge_shared::messages::TranscriptEvent;
+    let finals: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            TranscriptEvent::Final(f) => Some((f.index, f.text.clone())),
+            _ => None,
+        })
+        .collect();
+    for (i, (index, _)) in finals.iter().enumerate() {
+        assert_eq!(
+            *index, i as u64,
+            "final indices must be 0..n in order: {finals:?}"
+        );
+    }
+    finals.into_iter().map(|(_, t)| t).collect()
+}
+
+/// Starts an in-process STT worker on whisper tiny.en in `env`'s namespace.
+pub async fn start_stt_worker(
+    env: &TestEnv,
+    extra: &[&str],
+    shutdown: tokio_util::sync::CancellationToken,
+) -> voxbridge_stt::Running {
+    use clap::Parser;
+    let model = whisper_tiny_en();
+    let mut args = vec![
+        "voxbridge-stt",
+        "--nats-url",
+        &env.nats_url,
+        "--namespace",
+        env.namespace.prefix(),
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--model",
+        model.to_str().expect("utf-8 model path"),
+    ];
+    args.extend_from_slice(extra);
+    let config = voxbridge_stt::Config::try_parse_from(args).expect("stt config");
+    voxbridge_stt::start(config, Some(env.settings()), shutdown)
+        .await
+        .expect("STT worker starts")
 }

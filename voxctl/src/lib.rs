@@ -2,6 +2,7 @@
 //! topology (`topology export|ensure`), and — in later issues — submits jobs, replays sessions and
 //! evaluates quality.
 
+pub mod bench;
 pub mod doctor;
 
 use std::path::PathBuf;
@@ -35,11 +36,23 @@ pub enum Command {
         #[command(flatten)]
         models: ModelsConfig,
     },
+    /// Benchmarks against a running system.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
     /// JetStream topology.
     Topology {
         #[command(subcommand)]
         action: TopologyAction,
     },
+}
+
+/// `voxctl bench …`
+#[derive(Debug, Subcommand)]
+pub enum BenchWhat {
+    /// Latency, batch-of-4 and throughput of `POST /v1/translate`.
+    Translate(bench::BenchArgs),
 }
 
 /// `voxctl topology …`
@@ -67,6 +80,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let report = doctor::check(&cli.nats, &redis, &models.dir).await;
             print!("{}", report.render());
             Ok(if report.ok() { 0 } else { 1 })
+        }
+        Command::Bench {
+            what: BenchWhat::Translate(args),
+        } => {
+            let report = bench::run(&args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(0)
         }
         Command::Topology { action } => match action {
             TopologyAction::Export { dir, topology } => {

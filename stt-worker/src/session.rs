@@ -1,0 +1,611 @@
+//! One live session owned by this worker: read its audio in order from the AUDIO stream (from
+//! the start, or from its checkpoint), run the streaming [`Policy`] on a blocking thread, publish
+//! partials, finals and one MT request per final and target language, checkpoint after every
+//! final, and keep the session claim alive with progress acks. The session ends on its close
+//! marker or after an idle timeout: the last words are flushed as finals, a `session.ended`
+//! event is published, the checkpoint is marked finished and only then is the claim acked.
+//!
+//! Every event is published with a `Nats-Msg-Id` derived from the session and the event's
+//! position (final index, segment and revision), and the policy is deterministic from a
+//! checkpoint, so a worker that takes over a session after a crash republishes exactly what the
+//! dead one would have, and JetStream drops the duplicates.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self, AckKind,
+    consumer::{DeliverPolicy, pull::OrderedConfig},
+    message::Message,
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use voxbridge_shared::codec;
+use voxbridge_shared::messages::{
+    AUDIO_SAMPLE_RATE_HZ, AudioChunk, AudioEvent, CloseReason, ErrorEvent, ErrorInfo, MtRequest,
+    SessionEnded, SessionOpen, TranscriptEvent, TranscriptFinal, TranscriptPartial, WordTiming,
+    now_unix_ms,
+};
+use voxbridge_shared::service::ServiceContext;
+use voxbridge_shared::subjects::{buckets, streams};
+use voxbridge_shared::{RequestId, SessionId};
+
+use crate::consumer::SttMetrics;
+use crate::policy::{Checkpoint, Output, Policy, PolicyConfig, SAMPLE_RATE};
+use crate::transcriber::{Transcriber, WhisperRecognizer, pcm_s16le_to_f32};
+
+/// Largest gap in the audio that is filled with silence (a longer one is a client bug).
+const MAX_GAP_SAMPLES: u64 = 5 * SAMPLE_RATE;
+
+/// Session settings of one worker.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub policy: PolicyConfig,
+    pub threads: usize,
+    /// End a session when no audio arrives for this long.
+    pub idle_timeout: Duration,
+    /// Progress-ack interval for the claim (below the consumer's ack wait).
+    pub keep_alive: Duration,
+    /// Language when the session does not name one (whisper code, or None to detect).
+    pub default_language: Option<String>,
+    pub beam_size: usize,
+    /// See [`WhisperRecognizer::audio_ctx_margin`].
+    pub audio_ctx_margin: Option<usize>,
+}
+
+/// Why a session task stopped without finishing.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("NATS: {0}")]
+    Nats(String),
+    #[error("recognition failed: {0}")]
+    Recognition(String),
+    #[error("worker shutting down")]
+    Shutdown,
+}
+
+fn nats<E: std::fmt::Display>(e: E) -> SessionError {
+    SessionError::Nats(e.to_string())
+}
+
+/// Runs one session to its end. On success the claim is acked; on error it is left for
+/// redelivery (or nak'ed at shutdown so another worker resumes at once).
+pub async fn run(
+    ctx: ServiceContext,
+    transcriber: Arc<Transcriber>,
+    metrics: SttMetrics,
+    settings: SessionSettings,
+    open: SessionOpen,
+    claim: Message,
+    shutdown: CancellationToken,
+) {
+    let session_id = open.session_id;
+    let keep_alive = spawn_keep_alive(claim.clone(), settings.keep_alive);
+    metrics.active_sessions.inc();
+    let outcome = match Session::start(ctx, transcriber, metrics.clone(), settings, open).await {
+        Ok(session) => session.run(&shutdown).await,
+        Err(error) => Err(error),
+    };
+    keep_alive.cancel();
+    metrics.active_sessions.dec();
+    match outcome {
+        Ok(()) => {
+            if let Err(error) = claim.ack().await {
+                tracing::warn!(%session_id, %error, "could not ack the finished session claim");
+            }
+            tracing::info!(%session_id, "session finished");
+        }
+        Err(SessionError::Shutdown) => {
+            // Another worker continues from the checkpoint right away.
+            let _ = claim.ack_with(AckKind::Nak(None)).await;
+            tracing::info!(%session_id, "session released at shutdown");
+        }
+        Err(error) => {
+            tracing::warn!(%session_id, %error, "session interrupted; it will be redelivered and resumed from its checkpoint");
+            let _ = claim
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+        }
+    }
+}
+
+fn spawn_keep_alive(claim: Message, every: Duration) -> CancellationToken {
+    let token = CancellationToken::new();
+    let stop = token.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {
+                    if let Err(error) = claim.ack_with(AckKind::Progress).await {
+                        tracing::debug!(%error, "progress ack failed");
+                    }
+                }
+            }
+        }
+    });
+    token
+}
+
+struct Session {
+    ctx: ServiceContext,
+    metrics: SttMetrics,
+    settings: SessionSettings,
+    open: SessionOpen,
+    policy: Option<Policy<WhisperRecognizer>>,
+    kv: jetstream::kv::Store,
+    /// Next audio sample expected (gap and duplicate detection).
+    expected_sample: u64,
+    /// (end sample, received at) of recent chunks, to turn audio times into latencies.
+    arrivals: VecDeque<(u64, u64)>,
+    first_partial_sent: bool,
+    error_count: u64,
+}
+
+impl Session {
+    async fn start(
+        ctx: ServiceContext,
+        transcriber: Arc<Transcriber>,
+        metrics: SttMetrics,
+        settings: SessionSettings,
+        open: SessionOpen,
+    ) -> Result<Self, SessionError> {
+        let kv = ctx
+            .js
+            .get_key_value(ctx.namespace.bucket(buckets::STT_CHECKPOINTS))
+            .await
+            .map_err(nats)?;
+        let checkpoint: Option<Checkpoint> = kv
+            .get(open.session_id.to_string())
+            .await
+            .map_err(nats)?
+            .and_then(|bytes| codec::decode::<Checkpoint>(&bytes).ok());
+        let language = open
+            .source_lang
+            .as_deref()
+            .and_then(voxbridge_shared::languages::by_flores)
+            .map(|l| l.bcp47.split('-').next().unwrap_or(l.bcp47).to_string())
+            .or_else(|| settings.default_language.clone());
+        let inference = metrics.clone();
+        let recognizer = WhisperRecognizer {
+            transcriber,
+            threads: settings.threads,
+            language,
+            beam_size: settings.beam_size,
+            audio_ctx_margin: settings.audio_ctx_margin,
+            on_run: Box::new(move |seconds, audio| {
+                inference.inference_seconds.observe(seconds);
+                if audio > 0.0 {
+                    inference.realtime_factor.observe(seconds / audio);
+                }
+            }),
+        };
+        let (policy, expected_sample) = match checkpoint {
+            Some(cp) if cp.finished => (None, 0),
+            Some(cp) => {
+                tracing::info!(session_id = %open.session_id, from_sample = cp.buffer_start_sample, finals = cp.next_final_index, "resuming session from its checkpoint");
+                let start = cp.buffer_start_sample;
+                (
+                    Some(Policy::restore(
+                        settings.policy,
+                        recognizer,
+                        open.session_id,
+                        cp,
+                    )),
+                    start,
+                )
+            }
+            None => (
+                Some(Policy::new(settings.policy, recognizer, open.session_id)),
+                0,
+            ),
+        };
+        Ok(Self {
+            ctx,
+            metrics,
+            settings,
+            open,
+            policy,
+            kv,
+            expected_sample,
+            arrivals: VecDeque::new(),
+            first_partial_sent: false,
+            error_count: 0,
+        })
+    }
+
+    fn id(&self) -> SessionId {
+        self.open.session_id
+    }
+
+    async fn run(mut self, shutdown: &CancellationToken) -> Result<(), SessionError> {
+        if self.policy.is_none() {
+            tracing::info!(session_id = %self.id(), "session already finished; acknowledging the claim");
+            return Ok(());
+        }
+        let stream = self
+            .ctx
+            .js
+            .get_stream(self.ctx.namespace.stream(streams::AUDIO))
+            .await
+            .map_err(nats)?;
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: self.ctx.namespace.audio(&self.id()),
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats)?;
+        let mut audio = consumer.messages().await.map_err(nats)?;
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return Err(SessionError::Shutdown),
+                next = tokio::time::timeout(self.settings.idle_timeout, audio.next()) => next,
+            };
+            let message = match next {
+                Err(_) => return self.close(CloseReason::Idle).await,
+                Ok(None) => return Err(SessionError::Nats("audio stream ended".into())),
+                Ok(Some(Err(error))) => return Err(nats(error)),
+                Ok(Some(Ok(message))) => message,
+            };
+            match codec::decode::<AudioEvent>(&message.payload) {
+                Ok(AudioEvent::Chunk(chunk)) => self.on_chunk(chunk).await?,
+                Ok(AudioEvent::Close(close)) => return self.close(close.reason).await,
+                Err(error) => {
+                    self.bad_audio("malformed_audio", &error.to_string(), &message)
+                        .await?;
+                }
+            }
+        }
+    }
+
+    async fn on_chunk(&mut self, chunk: AudioChunk) -> Result<(), SessionError> {
+        if chunk.session_id != self.id() {
+            return self
+                .error("malformed_audio", "chunk belongs to another session")
+                .await;
+        }
+        if chunk.sample_rate_hz != AUDIO_SAMPLE_RATE_HZ {
+            let message = format!(
+                "chunk {} is {} Hz; live audio must be {} Hz mono s16le",
+                chunk.seq, chunk.sample_rate_hz, AUDIO_SAMPLE_RATE_HZ
+            );
+            return self.error("malformed_audio", &message).await;
+        }
+        if chunk.pcm.len() % 2 != 0 {
+            let message = format!(
+                "chunk {} has {} bytes; s16le audio needs an even number",
+                chunk.seq,
+                chunk.pcm.len()
+            );
+            return self.error("malformed_audio", &message).await;
+        }
+        let mut samples = pcm_s16le_to_f32(&chunk.pcm);
+        let start = chunk.offset_samples;
+        let end = start + samples.len() as u64;
+        if end <= self.expected_sample {
+            return Ok(()); // already processed (replay from a checkpoint, or a duplicate)
+        }
+        if start < self.expected_sample {
+            samples.drain(..(self.expected_sample - start) as usize);
+        } else if start > self.expected_sample {
+            let gap = start - self.expected_sample;
+            if gap > MAX_GAP_SAMPLES {
+                let message = format!(
+                    "audio gap of {} ms before chunk {}; continuing from it",
+                    gap / 16,
+                    chunk.seq
+                );
+                self.error("audio_gap", &message).await?;
+            }
+            // Fill the gap with silence so timestamps stay exact.
+            let fill = gap.min(MAX_GAP_SAMPLES) as usize;
+            let mut filled = vec![0.0; fill];
+            filled.extend(samples);
+            samples = filled;
+            if gap > MAX_GAP_SAMPLES {
+                self.expected_sample = start - MAX_GAP_SAMPLES;
+            }
+        }
+        self.expected_sample = end;
+        self.arrivals.push_back((end, chunk.received_at_ms));
+        while self.arrivals.len() > 4096 {
+            self.arrivals.pop_front();
+        }
+        let outputs = self.with_policy(move |p| p.push(&samples)).await?;
+        let lag = now_unix_ms().saturating_sub(chunk.received_at_ms) as f64 / 1000.0;
+        self.metrics.audio_lag_seconds.observe(lag);
+        self.publish_outputs(outputs).await
+    }
+
+    /// Runs `f` on the policy on a blocking thread (whisper inference never runs on the async
+    /// runtime).
+    async fn with_policy<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Policy<WhisperRecognizer>) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, SessionError> {
+        let Some(mut policy) = self.policy.take() else {
+            return Err(SessionError::Recognition("no policy".into()));
+        };
+        let (policy, result) = tokio::task::spawn_blocking(move || {
+            let result = f(&mut policy);
+            (policy, result)
+        })
+        .await
+        .map_err(|e| SessionError::Recognition(e.to_string()))?;
+        self.policy = Some(policy);
+        result.map_err(SessionError::Recognition)
+    }
+
+    async fn close(mut self, reason: CloseReason) -> Result<(), SessionError> {
+        let outputs = self.with_policy(|p| p.flush()).await?;
+        self.publish_outputs(outputs).await?;
+        let (final_count, audio_ms) = self
+            .policy
+            .as_ref()
+            .map(|p| (p.final_count(), p.audio_end() / 16))
+            .unwrap_or_default();
+        let ended = TranscriptEvent::Ended(SessionEnded {
+            v: 1,
+            session_id: self.id(),
+            reason,
+            final_count,
+            audio_ms,
+            emitted_at_ms: now_unix_ms(),
+        });
+        let msg_id = format!("e-{}", self.id());
+        self.publish_transcript(&ended, &msg_id).await?;
+        if let Some(policy) = &self.policy {
+            let mut cp = policy.checkpoint();
+            cp.finished = true;
+            self.store_checkpoint(&cp).await?;
+        }
+        Ok(())
+    }
+
+    async fn publish_outputs(&mut self, outputs: Vec<Output>) -> Result<(), SessionError> {
+        let mut finals = false;
+        for output in outputs {
+            match output {
+                Output::Partial {
+                    segment_id,
+                    revision,
+                    stable,
+                    unstable,
+                    start_ms,
+                    end_ms,
+                } => {
+                    let event = TranscriptEvent::Partial(TranscriptPartial {
+                        v: 1,
+                        session_id: self.id(),
+                        segment_id,
+                        revision,
+                        stable_text: stable,
+                        unstable_text: unstable,
+                        start_ms,
+                        end_ms,
+                        emitted_at_ms: now_unix_ms(),
+                    });
+                    self.publish_transcript(&event, &format!("p-{segment_id}-{revision}"))
+                        .await?;
+                    if !self.first_partial_sent {
+                        self.first_partial_sent = true;
+                        if let Some(at) = self.received_at(start_ms) {
+                            self.metrics
+                                .first_partial_latency_seconds
+                                .observe(now_unix_ms().saturating_sub(at) as f64 / 1000.0);
+                        }
+                    }
+                }
+                Output::Final {
+                    segment_id,
+                    index,
+                    text,
+                    start_ms,
+                    end_ms,
+                    words,
+                } => {
+                    finals = true;
+                    let event = TranscriptEvent::Final(TranscriptFinal {
+                        v: 1,
+                        session_id: self.id(),
+                        segment_id,
+                        index,
+                        text: text.clone(),
+                        lang: self.open.source_lang.clone(),
+                        start_ms,
+                        end_ms,
+                        words: words
+                            .into_iter()
+                            .map(|w| WordTiming {
+                                word: w.text,
+                                start_ms: w.start_ms,
+                                end_ms: w.end_ms,
+                                probability: w.probability,
+                            })
+                            .collect(),
+                        emitted_at_ms: now_unix_ms(),
+                    });
+                    self.publish_transcript(&event, &format!("f-{}-{index}", self.id()))
+                        .await?;
+                    if let Some(at) = self.received_at(end_ms) {
+                        self.metrics
+                            .final_latency_seconds
+                            .observe(now_unix_ms().saturating_sub(at) as f64 / 1000.0);
+                    }
+                    self.request_translations(segment_id, index, text).await?;
+                }
+            }
+        }
+        if finals && let Some(policy) = &self.policy {
+            let cp = policy.checkpoint();
+            self.store_checkpoint(&cp).await?;
+        }
+        Ok(())
+    }
+
+    /// One MT request per target language, answered on the session's translation subject.
+    async fn request_translations(
+        &self,
+        segment_id: voxbridge_shared::SegmentId,
+        index: u64,
+        text: String,
+    ) -> Result<(), SessionError> {
+        let source = self
+            .open
+            .source_lang
+            .clone()
+            .unwrap_or_else(|| "eng_Latn".to_string());
+        for (t, target) in self.open.target_langs.iter().enumerate() {
+            if *target == source {
+                continue;
+            }
+            // A request id derived from (session, final, target): a takeover re-sends the same.
+            let session = self.id().ulid();
+            let random = (session.random()
+                ^ (u128::from(index) << 8 | t as u128).wrapping_mul(0x2545_f491_4f6c_dd1d))
+                & ((1u128 << 80) - 1);
+            let request = MtRequest {
+                v: 1,
+                request_id: RequestId::from(ulid::Ulid::from_parts(session.timestamp_ms(), random)),
+                texts: vec![text.clone()],
+                source_lang: source.clone(),
+                target_lang: target.clone(),
+                reply_subject: self.ctx.namespace.translation(&self.id()),
+                session_id: Some(self.id()),
+                segment_id: Some(segment_id),
+                deadline_ms: None,
+                enqueued_at_ms: now_unix_ms(),
+            };
+            let payload = codec::encode(&request).map_err(nats)?;
+            let msg_id = format!("mt-{}-{index}-{target}", self.id());
+            self.publish(
+                self.ctx.namespace.mt_request(target),
+                payload.into(),
+                &msg_id,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn publish_transcript(
+        &self,
+        event: &TranscriptEvent,
+        msg_id: &str,
+    ) -> Result<(), SessionError> {
+        let payload = codec::encode(event).map_err(nats)?;
+        self.publish(
+            self.ctx.namespace.transcript(&self.id()),
+            payload.into(),
+            msg_id,
+        )
+        .await
+    }
+
+    async fn publish(
+        &self,
+        subject: String,
+        payload: Bytes,
+        msg_id: &str,
+    ) -> Result<(), SessionError> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
+        self.ctx
+            .js
+            .publish_with_headers(subject, headers, payload)
+            .await
+            .map_err(nats)?
+            .await
+            .map_err(nats)?;
+        Ok(())
+    }
+
+    async fn store_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), SessionError> {
+        let bytes = codec::encode(checkpoint).map_err(nats)?;
+        self.kv
+            .put(self.id().to_string(), bytes.into())
+            .await
+            .map_err(nats)?;
+        Ok(())
+    }
+
+    /// When the audio at `ms` reached the edge.
+    fn received_at(&self, ms: u64) -> Option<u64> {
+        let sample = ms * 16;
+        self.arrivals
+            .iter()
+            .find(|(end, _)| *end >= sample)
+            .map(|(_, at)| *at)
+    }
+
+    /// Tells the session's clients about bad input; the session goes on.
+    async fn error(&mut self, code: &str, message: &str) -> Result<(), SessionError> {
+        tracing::warn!(session_id = %self.id(), code, message, "bad audio");
+        self.error_count += 1;
+        let event = TranscriptEvent::Error(ErrorEvent {
+            v: 1,
+            session_id: Some(self.id()),
+            job_id: None,
+            error: ErrorInfo {
+                code: code.to_string(),
+                message: message.to_string(),
+            },
+            component: "stt".into(),
+            emitted_at_ms: now_unix_ms(),
+        });
+        let msg_id = format!(
+            "x-{}-{}-{}",
+            self.id(),
+            self.expected_sample,
+            self.error_count
+        );
+        self.publish_transcript(&event, &msg_id).await
+    }
+
+    /// An undecodable payload on the audio subject: an error event for the session's clients,
+    /// a copy in the DLQ for operators, and the session continues.
+    async fn bad_audio(
+        &mut self,
+        code: &'static str,
+        reason: &str,
+        message: &jetstream::Message,
+    ) -> Result<(), SessionError> {
+        self.ctx
+            .metrics
+            .malformed_messages
+            .get_or_create(&voxbridge_shared::metrics::StreamLabel {
+                stream: streams::AUDIO,
+            })
+            .inc();
+        let record = voxbridge_shared::messages::DlqRecord {
+            v: 1,
+            original_subject: message.subject.to_string(),
+            stream: message.info().ok().map(|i| i.stream.to_string()),
+            stream_sequence: message.info().ok().map(|i| i.stream_sequence),
+            consumer: None,
+            reason_code: "malformed_payload".into(),
+            reason: reason.chars().take(1024).collect(),
+            delivery_count: 1,
+            payload: message.payload.clone(),
+            component: "stt".into(),
+            dead_lettered_at_ms: now_unix_ms(),
+        };
+        let msg_id = format!("dlq-audio-{}", record.stream_sequence.unwrap_or_default());
+        if let Err(error) = self
+            .ctx
+            .dead_letters
+            .publish(streams::AUDIO, &record, &msg_id)
+            .await
+        {
+            tracing::warn!(%error, "could not copy malformed audio to the DLQ");
+        }
+        self.error(code, &format!("undecodable audio message: {reason}"))
+            .await
+    }
+}

@@ -1,0 +1,403 @@
+//! Live transcription with the real whisper tiny.en model on the real recordings of
+//! `../shared/audio`, streamed in 100 ms chunks through real NATS.
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use voxbridge_shared::SessionId;
+use voxbridge_shared::eval::wer;
+use voxbridge_shared::messages::{AudioChunk, AudioEvent, TranscriptEvent, now_unix_ms};
+use voxbridge_tests::{
+    TestEnv, audio_dir, final_texts, metric_value, read_wav, reference_text, scrape,
+    start_stt_worker, stream_session, transcript_events, wait_for,
+};
+
+const ENGLISH: [&str; 6] = ["en_01", "en_02", "en_03", "en_04", "en_05", "jfk"];
+
+/// Stable text of a segment only grows, and its final extends the last stable text.
+fn assert_committed_text_never_changes(events: &[TranscriptEvent]) {
+    let mut stable: HashMap<_, String> = HashMap::new();
+    let mut finals = HashMap::new();
+    for event in events {
+        match event {
+            TranscriptEvent::Partial(p) => {
+                assert!(
+                    !finals.contains_key(&p.segment_id),
+                    "a partial after its segment's final: {p:?}"
+                );
+                let before = stable.entry(p.segment_id).or_default();
+                assert!(
+                    p.stable_text.starts_with(before.as_str()),
+                    "committed text changed: {before:?} -> {:?}",
+                    p.stable_text
+                );
+                *before = p.stable_text.clone();
+            }
+            TranscriptEvent::Final(f) => {
+                let before = stable.get(&f.segment_id).cloned().unwrap_or_default();
+                assert!(
+                    f.text.starts_with(&before),
+                    "final {:?} does not extend committed {before:?}",
+                    f.text
+                );
+                finals.insert(f.segment_id, f.text.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// WER of one offline pass of the same model over the whole file (what streaming can at best
+/// reach), with the worker's default decoding settings.
+fn offline_wer(wav: &std::path::Path) -> f64 {
+    use voxbridge_stt::transcriber::{TranscribeOptions, Transcriber};
+    let t = Transcriber::load(&voxbridge_tests::whisper_tiny_en()).expect("model");
+    let samples: Vec<f32> = read_wav(wav)
+        .iter()
+        .map(|s| f32::from(*s) / 32768.0)
+        .collect();
+    let segments = t
+        .transcribe(
+            &samples,
+            &TranscribeOptions {
+                threads: 1,
+                language: Some("en".into()),
+                prompt: None,
+                audio_ctx: None,
+                beam_size: 5,
+            },
+        )
+        .expect("offline transcription");
+    let text: Vec<String> = segments.into_iter().map(|s| s.text).collect();
+    wer(&text.join(" "), &reference_text(wav))
+}
+
+/// Per-file WER ≤ 10 %, or no worse than one offline pass of the same model over the whole file
+/// where the model itself cannot reach 10 % (en_01: tiny.en hears "jumped" for "jumps" even
+/// offline, and one word in nine is 11.1 %).
+#[tokio::test]
+async fn english_recordings_are_transcribed_within_10_percent_wer() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let worker = start_stt_worker(&env, &["--max-sessions", "2"], shutdown.clone()).await;
+    let mut report = Vec::new();
+    for name in ENGLISH {
+        let wav = audio_dir().join(format!("{name}.wav"));
+        let session = SessionId::new();
+        let samples = read_wav(&wav);
+        stream_session(
+            &env,
+            session,
+            Some("eng_Latn"),
+            &["vie_Latn"],
+            &samples,
+            100,
+            false,
+        )
+        .await;
+        let events = transcript_events(&env, session, Duration::from_secs(120)).await;
+        assert_committed_text_never_changes(&events);
+        let text = final_texts(&events).join(" ");
+        let reference = reference_text(&wav);
+        let w = wer(&text, &reference);
+        println!("{name}: WER {:.1}%  hyp={text:?}", w * 100.0);
+        report.push((name, w));
+        let partials = events
+            .iter()
+            .filter(|e| matches!(e, TranscriptEvent::Partial(_)))
+            .count();
+        assert!(partials > 0, "{name}: no partial before the final");
+    }
+    for (name, w) in &report {
+        let wav = audio_dir().join(format!("{name}.wav"));
+        let offline = offline_wer(&wav);
+        println!(
+            "{name}: streaming WER {:.1}%, offline single pass {:.1}%",
+            w * 100.0,
+            offline * 100.0
+        );
+        assert!(
+            *w <= 0.10_f64.max(offline) + 1e-9,
+            "{name}: WER {:.1}% > max(10%, offline {:.1}%)",
+            w * 100.0,
+            offline * 100.0
+        );
+    }
+    let metrics = scrape(worker.metrics_addr).await;
+    assert!(
+        metric_value(&metrics, "voxbridge_stt_inference_seconds_count").unwrap_or(0.0) > 0.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        voxbridge_shared::metrics::naming_violations(&metrics),
+        Vec::<String>::new()
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn every_final_becomes_a_translation_request_per_target() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let _worker = start_stt_worker(&env, &[], shutdown.clone()).await;
+    let session = SessionId::new();
+    let samples = read_wav(&audio_dir().join("en_01.wav"));
+    stream_session(
+        &env,
+        session,
+        Some("eng_Latn"),
+        &["vie_Latn", "fra_Latn"],
+        &samples,
+        100,
+        false,
+    )
+    .await;
+    let events = transcript_events(&env, session, Duration::from_secs(60)).await;
+    let finals = final_texts(&events);
+    assert!(!finals.is_empty());
+    let js = async_nats::jetstream::new(env.client().await);
+    let mut mt = js
+        .get_stream(
+            env.namespace
+                .stream(voxbridge_shared::subjects::streams::MT),
+        )
+        .await
+        .expect("mt stream");
+    let queued = mt.info().await.expect("info").state.messages as usize;
+    assert_eq!(queued, finals.len() * 2, "one request per final and target");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn silence_yields_no_text() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let worker = start_stt_worker(&env, &[], shutdown.clone()).await;
+    let session = SessionId::new();
+    // Four seconds of digital silence, then four of low noise.
+    let mut samples = vec![0i16; 16_000 * 4];
+    let mut x: u32 = 12345;
+    samples.extend((0..16_000 * 4).map(|_| {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        ((x >> 16) as i16) / 200
+    }));
+    stream_session(&env, session, Some("eng_Latn"), &[], &samples, 100, false).await;
+    let events = transcript_events(&env, session, Duration::from_secs(60)).await;
+    for event in &events {
+        match event {
+            TranscriptEvent::Partial(p) => panic!("text from silence: {p:?}"),
+            TranscriptEvent::Final(f) => panic!("text from silence: {f:?}"),
+            TranscriptEvent::Ended(e) => assert_eq!(e.final_count, 0),
+            TranscriptEvent::Error(e) => panic!("unexpected error {e:?}"),
+        }
+    }
+    let metrics = scrape(worker.metrics_addr).await;
+    assert_eq!(
+        metric_value(&metrics, "voxbridge_stt_inference_seconds_count"),
+        Some(0.0),
+        "whisper ran on silence"
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn malformed_audio_gives_error_events_and_the_session_survives() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let worker = start_stt_worker(&env, &[], shutdown.clone()).await;
+    let session = SessionId::new();
+    let js = async_nats::jetstream::new(env.client().await);
+    // Garbage and an odd-length chunk arrive before the real audio.
+    let subject = env.namespace.audio(&session);
+    js.publish(subject.clone(), "not audio at all".into())
+        .await
+        .expect("pub")
+        .await
+        .expect("ack");
+    let odd = AudioEvent::Chunk(AudioChunk {
+        v: 1,
+        session_id: session,
+        seq: 0,
+        offset_samples: 0,
+        sample_rate_hz: 16_000,
+        pcm: vec![1u8, 2, 3].into(),
+        received_at_ms: now_unix_ms(),
+    });
+    js.publish(
+        subject.clone(),
+        voxbridge_shared::codec::encode(&odd).expect("enc").into(),
+    )
+    .await
+    .expect("pub")
+    .await
+    .expect("ack");
+    let wav = audio_dir().join("en_03.wav");
+    stream_session(
+        &env,
+        session,
+        Some("eng_Latn"),
+        &[],
+        &read_wav(&wav),
+        100,
+        false,
+    )
+    .await;
+    let events = transcript_events(&env, session, Duration::from_secs(60)).await;
+    let errors: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            TranscriptEvent::Error(e) => Some(e.error.code.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors, vec!["malformed_audio", "malformed_audio"]);
+    let text = final_texts(&events).join(" ");
+    assert!(wer(&text, &reference_text(&wav)) <= 0.10, "{text:?}");
+    let (status, _) = voxbridge_tests::http_get(&format!("http://{}/healthz", worker.metrics_addr))
+        .await
+        .expect("healthz");
+    assert_eq!(status, 200);
+    let metrics = scrape(worker.metrics_addr).await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "voxbridge_stt_malformed_messages_total{stream=\"AUDIO\"}"
+        ),
+        Some(1.0)
+    );
+    shutdown.cancel();
+}
+
+/// en_01, en_02 and en_03 with a second of silence between: three sentences.
+fn three_sentences() -> Vec<i16> {
+    let mut samples = Vec::new();
+    for name in ["en_01", "en_02", "en_03"] {
+        samples.extend(read_wav(&audio_dir().join(format!("{name}.wav"))));
+        samples.extend(vec![0i16; 16_000]);
+    }
+    samples
+}
+
+#[tokio::test]
+async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
+    let env = TestEnv::new();
+    let samples = three_sentences();
+
+    // The reference: the same audio, uninterrupted.
+    let shutdown = CancellationToken::new();
+    let steady = start_stt_worker(&env, &[], shutdown.clone()).await;
+    let reference_session = SessionId::new();
+    stream_session(
+        &env,
+        reference_session,
+        Some("eng_Latn"),
+        &[],
+        &samples,
+        100,
+        false,
+    )
+    .await;
+    let reference =
+        final_texts(&transcript_events(&env, reference_session, Duration::from_secs(120)).await);
+    assert!(
+        reference.len() >= 2,
+        "need several finals to test failover: {reference:?}"
+    );
+    shutdown.cancel();
+    let _ = steady.task.await;
+
+    // A worker process takes the session; it is SIGKILLed after its first final.
+    let model = voxbridge_tests::whisper_tiny_en();
+    let port = voxbridge_tests::free_port();
+    let mut args = vec![
+        "--metrics-addr".to_string(),
+        format!("127.0.0.1:{port}"),
+        "--model".to_string(),
+        model.to_string_lossy().into_owned(),
+    ];
+    args.extend(TestEnv::topology_flags().iter().map(|s| s.to_string()));
+    let mut victim = Command::new(voxbridge_tests::bin_path("voxbridge-stt"))
+        .args(&args)
+        .env("VOXBRIDGE_NATS_URL", &env.nats_url)
+        .env("VOXBRIDGE_NAMESPACE", env.namespace.prefix())
+        .env("VOXBRIDGE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn voxbridge-stt");
+    wait_for("victim healthy", Duration::from_secs(60), || async move {
+        voxbridge_tests::http_get(&format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .and_then(|(s, _)| (s == 200).then_some(()))
+    })
+    .await;
+    let session = SessionId::new();
+    let streamer = {
+        let env_url = env.nats_url.clone();
+        let ns = env.namespace.clone();
+        let samples = samples.clone();
+        tokio::spawn(async move {
+            let env = TestEnv {
+                nats_url: env_url,
+                redis_url: String::new(),
+                namespace: ns,
+                nats: None,
+                redis: None,
+            };
+            stream_session(&env, session, Some("eng_Latn"), &[], &samples, 100, true).await;
+        })
+    };
+    // Watch the transcript until the first final, then kill the worker.
+    {
+        use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+        use futures::StreamExt;
+        let js = async_nats::jetstream::new(env.client().await);
+        let stream = js
+            .get_stream(
+                env.namespace
+                    .stream(voxbridge_shared::subjects::streams::TRANSCRIPTS),
+            )
+            .await
+            .expect("stream");
+        let mut messages = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: env.namespace.transcript(&session),
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .expect("consumer")
+            .messages()
+            .await
+            .expect("messages");
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(60), messages.next())
+                .await
+                .expect("a final within 60 s")
+                .expect("open")
+                .expect("message");
+            let event: TranscriptEvent =
+                voxbridge_shared::codec::decode(&m.payload).expect("decode");
+            if matches!(event, TranscriptEvent::Final(_)) {
+                break;
+            }
+        }
+    }
+    victim.kill().expect("SIGKILL");
+    victim.wait().expect("reap");
+
+    // A second worker picks the session up from its checkpoint.
+    let shutdown = CancellationToken::new();
+    let _rescuer = start_stt_worker(&env, &[], shutdown.clone()).await;
+    streamer.await.expect("streamer");
+    let events = transcript_events(&env, session, Duration::from_secs(180)).await;
+    let finals = final_texts(&events);
+    println!("uninterrupted: {reference:?}\nwith failover: {finals:?}");
+    assert_eq!(
+        finals, reference,
+        "the failover run must have no gap and no duplicate"
+    );
+    shutdown.cancel();
+}
