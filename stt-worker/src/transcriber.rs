@@ -59,6 +59,9 @@ impl std::fmt::Debug for Transcriber {
 impl Transcriber {
     /// Loads a ggml model file.
     pub fn load(path: &Path) -> Result<Self, TranscriberError> {
+        // whisper.cpp's own logging goes through `tracing` (target `whisper_rs`), not stderr.
+        static HOOKS: std::sync::Once = std::sync::Once::new();
+        HOOKS.call_once(whisper_rs::install_logging_hooks);
         if !path.is_file() {
             return Err(TranscriberError::MissingModel(path.to_path_buf()));
         }

@@ -380,6 +380,25 @@ pub fn bin_path(name: &str) -> PathBuf {
     path
 }
 
+/// The flags every in-process service of `env` gets, followed by `extra`.
+fn service_args<'a>(
+    env: &'a TestEnv,
+    bin: &'a str,
+    own: &[&'a str],
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        bin,
+        "--nats-url",
+        &env.nats_url,
+        "--namespace",
+        env.namespace.prefix(),
+    ];
+    args.extend_from_slice(own);
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Starts an in-process MT worker on `nllb-tiny` in `env`'s namespace, with `extra` flags.
 pub async fn start_mt_worker(
     env: &TestEnv,
@@ -388,22 +407,18 @@ pub async fn start_mt_worker(
 ) -> voxbridge_mt::Running {
     use clap::Parser;
     let model = nllb_tiny();
-    let mut args = vec![
-        "voxbridge-mt",
-        "--nats-url",
-        &env.nats_url,
-        "--namespace",
-        env.namespace.prefix(),
+    let model = model.to_str().expect("utf-8 model path");
+    let own = [
         "--metrics-addr",
         "127.0.0.1:0",
         "--model",
-        model.to_str().expect("utf-8 model path"),
+        model,
         "--max-decoding-length",
         "16",
         "--redis-url",
         &env.redis_url,
     ];
-    args.extend_from_slice(extra);
+    let args = service_args(env, "voxbridge-mt", &own, extra);
     let config = voxbridge_mt::Config::try_parse_from(args).expect("mt config");
     voxbridge_mt::start(config, Some(env.settings()), shutdown)
         .await
@@ -417,16 +432,7 @@ pub async fn start_edge(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> voxbridge_edge::Running {
     use clap::Parser;
-    let mut args = vec![
-        "voxbridge-edge",
-        "--nats-url",
-        &env.nats_url,
-        "--namespace",
-        env.namespace.prefix(),
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
+    let args = service_args(env, "voxbridge-edge", &["--listen", "127.0.0.1:0"], extra);
     let config = voxbridge_edge::Config::try_parse_from(args).expect("edge config");
     voxbridge_edge::start(config, Some(env.settings()), shutdown)
         .await
@@ -530,16 +536,12 @@ pub async fn stream_session(
     publish(ns.audio(&session), encode(&close).expect("encode")).await;
 }
 
-/// Every transcript event of `session`, up to and including `session.ended` (or until
-/// `timeout`, then panics).
-pub async fn transcript_events(
+/// The transcript subject of `session`, from its first event on (an ordered consumer).
+pub async fn transcript_messages(
     env: &TestEnv,
     session: voxbridge_shared::SessionId,
-    timeout: Duration,
-) -> Vec<voxbridge_shared::messages::TranscriptEvent> {
+) -> async_nats::jetstream::consumer::pull::Ordered {
     use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
-    use futures::StreamExt;
-    use voxbridge_shared::messages::TranscriptEvent;
     let js = async_nats::jetstream::new(env.client().await);
     let stream = js
         .get_stream(
@@ -548,15 +550,29 @@ pub async fn transcript_events(
         )
         .await
         .expect("transcripts stream");
-    let consumer = stream
+    stream
         .create_consumer(OrderedConfig {
             filter_subject: env.namespace.transcript(&session),
             deliver_policy: DeliverPolicy::All,
             ..Default::default()
         })
         .await
-        .expect("ordered consumer");
-    let mut messages = consumer.messages().await.expect("messages");
+        .expect("ordered consumer")
+        .messages()
+        .await
+        .expect("messages")
+}
+
+/// Every transcript event of `session`, up to and including `session.ended` (or until
+/// `timeout`, then panics).
+pub async fn transcript_events(
+    env: &TestEnv,
+    session: voxbridge_shared::SessionId,
+    timeout: Duration,
+) -> Vec<voxbridge_shared::messages::TranscriptEvent> {
+    use futures::StreamExt;
+    use voxbridge_shared::messages::TranscriptEvent;
+    let mut messages = transcript_messages(env, session).await;
     let mut events = Vec::new();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -607,18 +623,9 @@ pub async fn start_stt_worker(
 ) -> voxbridge_stt::Running {
     use clap::Parser;
     let model = whisper_tiny_en();
-    let mut args = vec![
-        "voxbridge-stt",
-        "--nats-url",
-        &env.nats_url,
-        "--namespace",
-        env.namespace.prefix(),
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--model",
-        model.to_str().expect("utf-8 model path"),
-    ];
-    args.extend_from_slice(extra);
+    let model = model.to_str().expect("utf-8 model path");
+    let own = ["--metrics-addr", "127.0.0.1:0", "--model", model];
+    let args = service_args(env, "voxbridge-stt", &own, extra);
     let config = voxbridge_stt::Config::try_parse_from(args).expect("stt config");
     voxbridge_stt::start(config, Some(env.settings()), shutdown)
         .await

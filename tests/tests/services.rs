@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use bytes::Bytes;
-use clap::Parser;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use voxbridge_shared::RequestId;
@@ -16,23 +15,6 @@ use voxbridge_shared::messages::*;
 use voxbridge_shared::metrics::naming_violations;
 use voxbridge_shared::subjects::streams;
 use voxbridge_tests::{TestEnv, http_get, metric_value, wait_for};
-
-fn stt_config(env: &TestEnv) -> voxbridge_stt::Config {
-    voxbridge_stt::Config::try_parse_from([
-        "voxbridge-stt",
-        "--nats-url",
-        &env.nats_url,
-        "--namespace",
-        env.namespace.prefix(),
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--model",
-        voxbridge_tests::whisper_tiny_en()
-            .to_str()
-            .expect("utf-8 path"),
-    ])
-    .expect("stt config")
-}
 
 async fn dlq_records(js: &jetstream::Context, env: &TestEnv, want: usize) -> Vec<DlqRecord> {
     let stream = js
@@ -60,9 +42,7 @@ async fn malformed_payloads_are_dead_lettered_counted_and_the_workers_keep_runni
     let env = TestEnv::new();
     let shutdown = CancellationToken::new();
     let mt = voxbridge_tests::start_mt_worker(&env, &[], shutdown.clone()).await;
-    let stt = voxbridge_stt::start(stt_config(&env), Some(env.settings()), shutdown.clone())
-        .await
-        .expect("stt worker starts");
+    let stt = voxbridge_tests::start_stt_worker(&env, &[], shutdown.clone()).await;
     let js = jetstream::new(env.client().await);
     let ns = &env.namespace;
 

@@ -351,27 +351,8 @@ async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
     };
     // Watch the transcript until the first final, then kill the worker.
     {
-        use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
         use futures::StreamExt;
-        let js = async_nats::jetstream::new(env.client().await);
-        let stream = js
-            .get_stream(
-                env.namespace
-                    .stream(voxbridge_shared::subjects::streams::TRANSCRIPTS),
-            )
-            .await
-            .expect("stream");
-        let mut messages = stream
-            .create_consumer(OrderedConfig {
-                filter_subject: env.namespace.transcript(&session),
-                deliver_policy: DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .expect("consumer")
-            .messages()
-            .await
-            .expect("messages");
+        let mut messages = voxbridge_tests::transcript_messages(&env, session).await;
         loop {
             let m = tokio::time::timeout(Duration::from_secs(60), messages.next())
                 .await
