@@ -158,15 +158,29 @@ impl Translator {
         };
         let model = Ct2Translator::new(dir, &config)
             .map_err(|e| TranslatorError::Load(format!("{e:#}")))?;
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into());
+        // The id keys the translation cache: two models must never share one. Directory names
+        // alone are not unique (".../nllb-tiny/int8" and ".../600m/int8"), so the weights' size
+        // and the vocabulary's size are part of it.
+        let name: Vec<String> = dir
+            .components()
+            .rev()
+            .take(2)
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let weights = std::fs::metadata(dir.join("model.bin"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let id = format!(
+            "{}:{}:{weights}:{}",
+            name.iter().rev().cloned().collect::<Vec<_>>().join("/"),
+            languages.len(),
+            options.compute.as_str()
+        );
         Ok(Self {
             model,
             spm,
             languages,
-            id: format!("{name}/{}", options.compute.as_str()),
+            id,
             options,
         })
     }

@@ -39,7 +39,14 @@ fn languages_come_from_the_vocabulary() {
     assert_eq!(t.languages().len(), 202);
     assert!(t.supports("vie_Latn") && t.supports("eng_Latn") && t.supports("zho_Hant"));
     assert!(!t.supports("xxx_Latn"));
-    assert_eq!(t.id(), "int8/int8");
+    assert!(t.id().starts_with("nllb-tiny/int8:202:"), "{}", t.id());
+    assert!(t.id().ends_with(":int8"), "{}", t.id());
+    let f32 = load(Compute::Float32, 1);
+    assert_ne!(
+        t.id(),
+        f32.id(),
+        "different models must not share cache keys"
+    );
 }
 
 #[test]
