@@ -121,6 +121,9 @@ pub struct Worker {
     policy: BatchPolicy,
 }
 
+/// A request waiting for the model, with its cache lookups (`Some` where already known).
+type Member = (Pending, Vec<Option<String>>);
+
 /// A decoded request with the message to ack.
 struct Pending {
     request: MtRequest,
@@ -304,8 +307,7 @@ impl Worker {
             )
         }))
         .await;
-        let mut groups: HashMap<(String, String), Vec<(Pending, Vec<Option<String>>)>> =
-            HashMap::new();
+        let mut groups: HashMap<(String, String), Vec<Member>> = HashMap::new();
         for (p, cached) in valid.into_iter().zip(lookups) {
             if cached.iter().all(Option::is_some) {
                 let flags = p
@@ -328,12 +330,7 @@ impl Worker {
         }
     }
 
-    async fn translate_group(
-        &self,
-        source: &str,
-        target: &str,
-        members: Vec<(Pending, Vec<Option<String>>)>,
-    ) {
+    async fn translate_group(&self, source: &str, target: &str, members: Vec<Member>) {
         // Distinct uncached texts of the whole group, in first-seen order.
         let mut texts: Vec<String> = Vec::new();
         let mut index_of: HashMap<String, usize> = HashMap::new();

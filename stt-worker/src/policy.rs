@@ -405,11 +405,9 @@ impl<R: Recognizer> Policy<R> {
         self.vad.reset();
         self.vad_pending.clear();
         self.last_speech_end = None;
-        let buffer = std::mem::take(&mut self.buffer);
-        let start = self.buffer_start;
         // Re-detect over the audio still buffered, as a restored session will.
-        self.buffer_start = start;
-        self.append_detect(&buffer, start);
+        let buffer = std::mem::take(&mut self.buffer);
+        self.append_detect(&buffer, self.buffer_start);
         self.buffer = buffer;
     }
 

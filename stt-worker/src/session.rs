@@ -277,7 +277,7 @@ impl Session {
             );
             return self.error("malformed_audio", &message).await;
         }
-        if chunk.pcm.len() % 2 != 0 {
+        if !chunk.pcm.len().is_multiple_of(2) {
             let message = format!(
                 "chunk {} has {} bytes; s16le audio needs an even number",
                 chunk.seq,

@@ -187,27 +187,6 @@ pub fn pcm_s16le_to_f32(pcm: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn converts_pcm_extremes() {
-        let pcm = [0x00, 0x80, 0xff, 0x7f, 0x00, 0x00];
-        let f = pcm_s16le_to_f32(&pcm);
-        assert_eq!(f.len(), 3);
-        assert_eq!(f[0], -1.0);
-        assert!((f[1] - 0.99997).abs() < 1e-4);
-        assert_eq!(f[2], 0.0);
-    }
-
-    #[test]
-    fn missing_model_is_a_clear_error() {
-        let err = Transcriber::load(Path::new("/nonexistent/ggml.bin")).expect_err("must fail");
-        assert!(err.to_string().contains("scripts/setup"), "{err}");
-    }
-}
-
 /// The whisper model as the streaming policy's [`crate::policy::Recognizer`].
 pub struct WhisperRecognizer {
     pub transcriber: std::sync::Arc<Transcriber>,
@@ -259,5 +238,26 @@ impl crate::policy::Recognizer for WhisperRecognizer {
             .map_err(|e| e.to_string())?;
         (self.on_run)(started.elapsed().as_secs_f64(), seconds);
         Ok(segments.into_iter().flat_map(|s| s.words).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_pcm_extremes() {
+        let pcm = [0x00, 0x80, 0xff, 0x7f, 0x00, 0x00];
+        let f = pcm_s16le_to_f32(&pcm);
+        assert_eq!(f.len(), 3);
+        assert_eq!(f[0], -1.0);
+        assert!((f[1] - 0.99997).abs() < 1e-4);
+        assert_eq!(f[2], 0.0);
+    }
+
+    #[test]
+    fn missing_model_is_a_clear_error() {
+        let err = Transcriber::load(Path::new("/nonexistent/ggml.bin")).expect_err("must fail");
+        assert!(err.to_string().contains("scripts/setup"), "{err}");
     }
 }

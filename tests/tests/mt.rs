@@ -274,15 +274,12 @@ async fn translations_survive_a_redis_outage_and_the_cache_resumes() {
     wait_for(
         "cache resumes after Redis returns",
         Duration::from_secs(30),
-        || {
-            let ask = ask.clone();
-            async move {
-                let (_, first, _) = ask("after the outage").await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                let (_, second, _) = ask("after the outage").await;
-                let _ = first;
-                (second["results"][0]["cached"] == json!([true])).then_some(())
-            }
+        || async move {
+            let (_, first, _) = ask("after the outage").await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let (_, second, _) = ask("after the outage").await;
+            let _ = first;
+            (second["results"][0]["cached"] == json!([true])).then_some(())
         },
     )
     .await;
@@ -295,7 +292,12 @@ fn request(reply: &str, i: usize) -> MtRequest {
         request_id: RequestId::new(),
         texts: vec![format!("Sentence number {i}.")],
         source_lang: "eng_Latn".into(),
-        target_lang: if i % 2 == 0 { "vie_Latn" } else { "fra_Latn" }.into(),
+        target_lang: if i.is_multiple_of(2) {
+            "vie_Latn"
+        } else {
+            "fra_Latn"
+        }
+        .into(),
         reply_subject: reply.to_string(),
         session_id: None,
         segment_id: None,
