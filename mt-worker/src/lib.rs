@@ -80,6 +80,10 @@ pub struct Config {
     /// Inputs longer than this many tokens are split at sentence boundaries.
     #[arg(long, env = "VOXBRIDGE_MT_MAX_INPUT_TOKENS", default_value_t = 200)]
     pub max_input_tokens: usize,
+    /// Restrict the output vocabulary with the model directory's vmap.txt (CTranslate2
+    /// vocabulary map).
+    #[arg(long, env = "VOXBRIDGE_MT_USE_VMAP", default_value_t = false)]
+    pub use_vmap: bool,
     /// Force every output to `--max-decoding-length` tokens (benchmarks with random-weight
     /// models only).
     #[arg(
@@ -126,6 +130,7 @@ impl Config {
             max_decoding_length: self.max_decoding_length,
             no_repeat_ngram_size: self.no_repeat_ngram_size,
             max_input_tokens: self.max_input_tokens,
+            use_vmap: self.use_vmap,
             fixed_output_length: self.fixed_output_length,
             ..TranslatorOptions::default()
         }

@@ -72,6 +72,11 @@ pub struct TranslatorOptions {
     /// as separate batch entries and joined again (NLLB was trained on sentences, and its
     /// quality drops, and cost rises quadratically, on long inputs).
     pub max_input_tokens: usize,
+    /// Restrict the decoder's output vocabulary with the model directory's `vmap.txt`
+    /// (CTranslate2's vocabulary map): the softmax over NLLB's 256k tokens dominates decoding, so
+    /// a map limited to the target languages' tokens roughly halves decoding time
+    /// (docs/BENCHMARKS.md).
+    pub use_vmap: bool,
     /// Forces every output to exactly `max_decoding_length` tokens (benchmarks only: makes runs
     /// comparable with a random-weight model that rarely emits `</s>`).
     pub fixed_output_length: bool,
@@ -89,6 +94,7 @@ impl Default for TranslatorOptions {
             no_repeat_ngram_size: 0,
             repetition_penalty: 1.0,
             max_input_tokens: 200,
+            use_vmap: false,
             fixed_output_length: false,
         }
     }
@@ -144,6 +150,12 @@ impl Translator {
                     file,
                 });
             }
+        }
+        if options.use_vmap && !dir.join("vmap.txt").is_file() {
+            return Err(TranslatorError::MissingFile {
+                dir: dir.to_path_buf(),
+                file: "vmap.txt",
+            });
         }
         let languages = read_languages(dir)?;
         let spm = SentencePieceProcessor::open(dir.join("sentencepiece.bpe.model"))
@@ -268,6 +280,7 @@ impl Translator {
             },
             no_repeat_ngram_size: self.options.no_repeat_ngram_size,
             repetition_penalty: self.options.repetition_penalty,
+            use_vmap: self.options.use_vmap,
             max_batch_size: 0,
             ..TranslationOptions::default()
         };

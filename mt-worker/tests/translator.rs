@@ -195,3 +195,86 @@ fn a_missing_model_directory_is_a_clear_error() {
     .expect_err("missing");
     assert!(err.to_string().contains("model.bin"), "{err}");
 }
+
+#[test]
+fn a_vocabulary_map_restricts_the_output_tokens() {
+    // A copy of the model with a vmap.txt whose fixed candidates are three pieces.
+    let dir = tempfile::tempdir().expect("tmp");
+    let source = mirror().join("nllb-tiny/int8");
+    for entry in std::fs::read_dir(&source).expect("model dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
+    }
+    let allowed = ["\u{2581}Xin", "\u{2581}ch", "\u{2581}trên"];
+    let vocab: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(source.join("shared_vocabulary.json")).expect("vocab"),
+    )
+    .expect("json");
+    for piece in allowed {
+        assert!(
+            vocab.iter().any(|v| v == piece),
+            "{piece} not in the test vocabulary"
+        );
+    }
+    std::fs::write(
+        dir.path().join("vmap.txt"),
+        format!("\t{}\n", allowed.join(" ")),
+    )
+    .expect("vmap");
+
+    let options = TranslatorOptions {
+        use_vmap: true,
+        max_decoding_length: 10,
+        beam_size: 2,
+        ..TranslatorOptions::default()
+    };
+    let t = Translator::load(dir.path(), options.clone()).expect("load with vmap");
+    let out = t
+        .translate_batch(
+            &texts(&["Hello world, how are you today?", "Good night."]),
+            "eng_Latn",
+            "vie_Latn",
+        )
+        .expect("translate");
+    let words: std::collections::HashSet<&str> = ["Xin", "ch", "trên"].into();
+    for translation in &out.translations {
+        assert!(
+            !translation.trim().is_empty(),
+            "the map must still allow an output: {out:?}"
+        );
+        for word in translation.split_whitespace() {
+            assert!(
+                words.contains(word),
+                "{word:?} is outside the vocabulary map: {translation:?}"
+            );
+        }
+    }
+    // Without the map the same model uses other tokens.
+    let free = Translator::load(
+        dir.path(),
+        TranslatorOptions {
+            use_vmap: false,
+            ..options
+        },
+    )
+    .expect("load");
+    let unrestricted = free
+        .translate_batch(
+            &texts(&["Hello world, how are you today?"]),
+            "eng_Latn",
+            "vie_Latn",
+        )
+        .expect("translate");
+    assert_ne!(unrestricted.translations[0], out.translations[0]);
+
+    // Asking for a map that is not there is a clear error.
+    let err = Translator::load(
+        &source,
+        TranslatorOptions {
+            use_vmap: true,
+            ..TranslatorOptions::default()
+        },
+    )
+    .expect_err("no vmap.txt in the mirror");
+    assert!(err.to_string().contains("vmap.txt"), "{err}");
+}
