@@ -631,3 +631,27 @@ pub async fn start_stt_worker(
         .await
         .expect("STT worker starts")
 }
+
+/// Spawns a workspace binary in `env`'s namespace and waits until `/healthz` on `port` is 200.
+pub async fn spawn_healthy(env: &TestEnv, bin: &str, args: &[String], port: u16) -> Child {
+    let child = Command::new(bin_path(bin))
+        .args(args)
+        .env("VOXBRIDGE_NATS_URL", &env.nats_url)
+        .env("VOXBRIDGE_NAMESPACE", env.namespace.prefix())
+        .env("VOXBRIDGE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    wait_for(&format!("{bin} healthy"), Duration::from_secs(60), || {
+        let url = url.clone();
+        async move {
+            http_get(&url)
+                .await
+                .and_then(|(s, _)| (s == 200).then_some(()))
+        }
+    })
+    .await;
+    child
+}

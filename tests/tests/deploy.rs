@@ -109,3 +109,16 @@ fn every_voxbridge_variable_in_compose_is_read_by_the_code() {
     }
     assert!(n >= 5, "found only {n} variables");
 }
+
+/// `scripts/bench-mt` compares ratios only if both sides translate the same sentences.
+#[test]
+fn the_python_baseline_uses_the_same_benchmark_sentences() {
+    let baseline = std::fs::read_to_string(workspace_root().join("scripts/bench/ct2_baseline.py"))
+        .expect("baseline script");
+    for sentence in voxctl::bench::SENTENCES {
+        assert!(
+            baseline.contains(&format!("\"{sentence}\"")),
+            "scripts/bench/ct2_baseline.py lacks {sentence:?}"
+        );
+    }
+}

@@ -2,7 +2,7 @@
 //! `/healthz` (ready only while NATS is connected), dead-letter malformed input and keep running,
 //! and shut down cleanly on SIGTERM.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -233,25 +233,8 @@ async fn healthz_is_ready_only_while_nats_is_connected() {
 
 /// Starts a binary, waits until it is healthy, sends SIGTERM and expects a clean exit.
 async fn sigterm_exits_cleanly(env: &TestEnv, bin: &str, args: &[&str], port: u16) {
-    let mut child = Command::new(voxbridge_tests::bin_path(bin))
-        .args(args)
-        .env("VOXBRIDGE_NATS_URL", &env.nats_url)
-        .env("VOXBRIDGE_NAMESPACE", env.namespace.prefix())
-        .env("VOXBRIDGE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
-    let url = format!("http://127.0.0.1:{port}/healthz");
-    wait_for(&format!("{bin} healthy"), Duration::from_secs(60), || {
-        let url = url.clone();
-        async move {
-            http_get(&url)
-                .await
-                .and_then(|(s, _)| (s == 200).then_some(()))
-        }
-    })
-    .await;
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let mut child = voxbridge_tests::spawn_healthy(env, bin, &args, port).await;
     let (_, metrics) = http_get(&format!("http://127.0.0.1:{port}/metrics"))
         .await
         .expect("metrics");

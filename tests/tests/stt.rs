@@ -2,7 +2,6 @@
 //! `../shared/audio`, streamed in 100 ms chunks through real NATS.
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -11,7 +10,7 @@ use voxbridge_shared::eval::wer;
 use voxbridge_shared::messages::{AudioChunk, AudioEvent, TranscriptEvent, now_unix_ms};
 use voxbridge_tests::{
     TestEnv, audio_dir, final_texts, metric_value, read_wav, reference_text, scrape,
-    start_stt_worker, stream_session, transcript_events, wait_for,
+    start_stt_worker, stream_session, transcript_events,
 };
 
 const ENGLISH: [&str; 6] = ["en_01", "en_02", "en_03", "en_04", "en_05", "jfk"];
@@ -318,21 +317,7 @@ async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
         model.to_string_lossy().into_owned(),
     ];
     args.extend(TestEnv::topology_flags().iter().map(|s| s.to_string()));
-    let mut victim = Command::new(voxbridge_tests::bin_path("voxbridge-stt"))
-        .args(&args)
-        .env("VOXBRIDGE_NATS_URL", &env.nats_url)
-        .env("VOXBRIDGE_NAMESPACE", env.namespace.prefix())
-        .env("VOXBRIDGE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn voxbridge-stt");
-    wait_for("victim healthy", Duration::from_secs(60), || async move {
-        voxbridge_tests::http_get(&format!("http://127.0.0.1:{port}/healthz"))
-            .await
-            .and_then(|(s, _)| (s == 200).then_some(()))
-    })
-    .await;
+    let mut victim = voxbridge_tests::spawn_healthy(&env, "voxbridge-stt", &args, port).await;
     let session = SessionId::new();
     let streamer = {
         let env_url = env.nats_url.clone();
