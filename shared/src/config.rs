@@ -3,7 +3,6 @@
 //! has a named default. Secrets are redacted by `Debug` so the effective config can be logged.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -177,14 +176,6 @@ pub struct RedisConfig {
     /// Redis URL; empty disables the cache.
     #[arg(long = "redis-url", env = "VOXBRIDGE_REDIS_URL", default_value = DEFAULT_REDIS_URL)]
     pub url: String,
-}
-
-/// Where a worker serves `/metrics` and `/healthz`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct HttpConfig {
-    /// Address of the `/metrics` and `/healthz` endpoint.
-    #[arg(long = "metrics-addr", env = "VOXBRIDGE_METRICS_ADDR")]
-    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Logging.
