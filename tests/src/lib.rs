@@ -7,6 +7,8 @@
 //! The nats-server binary is `VOXBRIDGE_NATS_SERVER_BIN`, else `.tools/bin/nats-server` (a
 //! current release installed by `scripts/setup`), else `nats-server` on `PATH`.
 
+pub mod live;
+
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod doctor;
+pub mod live;
 
 use std::path::PathBuf;
 
@@ -36,6 +37,9 @@ pub enum Command {
         #[command(flatten)]
         models: ModelsConfig,
     },
+    /// Stream a WAV file through a live session (like a microphone) and print the transcript
+    /// and translations as they arrive.
+    Live(live::LiveArgs),
     /// Benchmarks against a running system.
     Bench {
         #[command(subcommand)]
@@ -53,6 +57,9 @@ pub enum Command {
 pub enum BenchWhat {
     /// Latency, batch-of-4 and throughput of `POST /v1/translate`.
     Translate(bench::BenchArgs),
+    /// Latency users of live sessions wait for (first partial, final, translation) with several
+    /// sessions streaming at real-time pace.
+    Live(live::BenchLiveArgs),
 }
 
 /// `voxctl topology …`
@@ -80,6 +87,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let report = doctor::check(&cli.nats, &redis, &models.dir).await;
             print!("{}", report.render());
             Ok(if report.ok() { 0 } else { 1 })
+        }
+        Command::Live(args) => live::run_live(&args).await,
+        Command::Bench {
+            what: BenchWhat::Live(args),
+        } => {
+            let levels = live::bench_live(&args).await?;
+            print!("{}", live::table(&levels));
+            Ok(0)
         }
         Command::Bench {
             what: BenchWhat::Translate(args),

@@ -1,0 +1,174 @@
+//! The web page in a real browser: headless Chromium (Debian's `chromium` and `chromedriver`,
+//! installed by `scripts/setup`) with a fake microphone playing a recording opens the edge's
+//! page, presses start, and the page shows the transcript of the file and its translations. The
+//! test saves a screenshot to `reports/browser/`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use voxbridge_shared::eval::wer;
+use voxbridge_tests::{
+    TestEnv, audio_dir, free_port, reference_text, start_edge, start_mt_worker, start_stt_worker,
+    wait_for,
+};
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn chromedriver() -> String {
+    std::env::var("VOXBRIDGE_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into())
+}
+
+#[tokio::test]
+async fn the_page_shows_the_transcript_of_a_microphone_in_chromium() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let _stt = start_stt_worker(&env, &[], shutdown.clone()).await;
+    let _mt = start_mt_worker(&env, &[], shutdown.clone()).await;
+    let edge = start_edge(&env, &[], shutdown.clone()).await;
+
+    let port = free_port();
+    let _driver = Driver(
+        Command::new(chromedriver())
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("start chromedriver ({e}); scripts/setup installs chromium-driver")
+            }),
+    );
+    let webdriver = format!("http://127.0.0.1:{port}");
+    wait_for("chromedriver", Duration::from_secs(20), || {
+        let url = format!("{webdriver}/status");
+        async move { voxbridge_tests::http_get(&url).await.map(|_| ()) }
+    })
+    .await;
+
+    // Chromium refuses a capture file path with `..` in it: canonicalise.
+    let wav = std::fs::canonicalize(audio_dir().join("jfk.wav")).expect("jfk.wav");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": std::env::var("VOXBRIDGE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--window-size=1000,900",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                "--autoplay-policy=no-user-gesture-required",
+                format!("--use-file-for-fake-audio-capture={}", wav.display()),
+            ]
+        }),
+    );
+    let http = hyper_util::client::legacy::connect::HttpConnector::new();
+    let browser = ClientBuilder::new(http)
+        .capabilities(caps)
+        .connect(&webdriver)
+        .await
+        .expect("a Chromium session");
+
+    browser
+        .goto(&format!("http://{}/?source=en&targets=vi", edge.addr))
+        .await
+        .expect("open the page");
+    // The page enables #start once it has loaded its languages (a click on a disabled button
+    // does nothing).
+    let start = browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#status[data-state=\"idle\"]"))
+        .await
+        .and(browser.find(Locator::Css("#start")).await)
+        .expect("the page is ready");
+    for _ in 0..100 {
+        if start.is_enabled().await.unwrap_or(false) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    start.click().await.expect("click start");
+    browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#status[data-state=\"live\"]"))
+        .await
+        .expect("the page goes live");
+
+    // The recording is 11 s (Chromium loops it); wait until its words are final on the page.
+    let reference = reference_text(&wav);
+    let mut shown = String::new();
+    let wait_s = std::env::var("VOXBRIDGE_BROWSER_WAIT_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(240);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_s);
+    while tokio::time::Instant::now() < deadline {
+        let finals = browser
+            .find_all(Locator::Css("#transcript .final"))
+            .await
+            .expect("query finals");
+        let mut texts = Vec::new();
+        for f in &finals {
+            texts.push(f.text().await.unwrap_or_default());
+        }
+        shown = texts.join(" ");
+        if wer(&shown, &reference) <= 0.10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let w = wer(&shown, &reference);
+    println!("page transcript: {shown:?} (WER {:.1}%)", w * 100.0);
+
+    // Translations appear under the sentences.
+    let translations = browser
+        .wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css("#transcript .translation[data-target=\"vi\"]"))
+        .await;
+    let screenshot = browser.screenshot().await.expect("screenshot");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/browser");
+    std::fs::create_dir_all(&dir).expect("reports dir");
+    std::fs::write(dir.join("live.png"), &screenshot).expect("save screenshot");
+    println!("screenshot: {}", dir.join("live.png").display());
+
+    let events = browser
+        .execute(
+            "return (window.voxbridge && window.voxbridge.events || []).length",
+            vec![],
+        )
+        .await
+        .expect("read events");
+    let diagnostics = browser
+        .execute(
+            "const v = window.voxbridge || {}; return JSON.stringify({stats: v.stats, \
+             status: v.state && v.state.status, error: v.state && v.state.lastError, \
+             last: (v.events || []).slice(-3)});",
+            vec![],
+        )
+        .await
+        .expect("read diagnostics");
+    println!("page state: {diagnostics}");
+    browser.close().await.expect("close browser");
+    assert!(
+        w <= 0.10,
+        "the page shows {shown:?}: WER {:.1}% > 10%",
+        w * 100.0
+    );
+    translations.expect("a translation shown under a sentence");
+    assert!(
+        events.as_u64().unwrap_or(0) > 2,
+        "events seen by the page: {events}"
+    );
+    shutdown.cancel();
+}

@@ -1,0 +1,482 @@
+//! Live sessions through the edge's WebSocket (`/v1/live`), with real NATS, the real STT worker
+//! (whisper tiny.en) and the real MT worker (nllb-tiny), on the recordings of `../shared/audio`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use voxbridge_shared::eval::wer;
+use voxbridge_tests::live::{LiveClient, Received, final_texts};
+use voxbridge_tests::{
+    TestEnv, audio_dir, metric_value, read_wav, reference_text, scrape, start_edge,
+    start_mt_worker, start_stt_worker, wait_for,
+};
+
+const LONG: Duration = Duration::from_secs(240);
+
+/// An event without what differs between connections (numbering).
+fn content(event: &Value) -> Value {
+    let mut e = event.clone();
+    if let Value::Object(map) = &mut e {
+        map.remove("seq");
+        map.remove("cursor");
+    }
+    e
+}
+
+/// Partials of a segment only extend their stable text; a final extends the last stable text.
+fn assert_committed_text_never_changes(events: &[Value]) {
+    let mut stable = std::collections::HashMap::<String, String>::new();
+    for e in events {
+        let segment = e["segment_id"].as_str().unwrap_or_default().to_string();
+        match e["type"].as_str() {
+            Some("transcript.partial") => {
+                let now = e["stable"].as_str().unwrap_or_default();
+                let before = stable.entry(segment).or_default();
+                assert!(
+                    now.starts_with(before.as_str()),
+                    "stable text changed: {before:?} -> {now:?}"
+                );
+                *before = now.to_string();
+            }
+            Some("transcript.final") => {
+                let text = e["text"].as_str().unwrap_or_default();
+                let before = stable.get(&segment).cloned().unwrap_or_default();
+                assert!(
+                    text.starts_with(&before),
+                    "final {text:?} drops committed {before:?}"
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+fn assert_numbered_from_one(events: &[Value]) {
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"], json!(i + 1), "events numbered 1, 2, 3, …: {e}");
+    }
+}
+
+/// Every final has exactly one translation per target.
+fn assert_translation_per_final(events: &[Value], targets: &[&str]) {
+    let finals: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "transcript.final")
+        .collect();
+    assert!(!finals.is_empty(), "no final: {events:#?}");
+    for f in &finals {
+        for target in targets {
+            let n = events
+                .iter()
+                .filter(|e| {
+                    e["type"] == "translation"
+                        && e["segment_id"] == f["segment_id"]
+                        && e["target"] == *target
+                })
+                .count();
+            assert_eq!(n, 1, "translations into {target} of final {f}: {n}");
+        }
+    }
+    for t in events.iter().filter(|e| e["type"] == "translation") {
+        assert!(
+            !t["text"].as_str().unwrap_or_default().is_empty(),
+            "empty translation {t}"
+        );
+        assert!(
+            t["index"].is_u64(),
+            "translation without its final's index: {t}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_live_session_is_transcribed_and_every_final_translated() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let _stt = start_stt_worker(&env, &[], shutdown.clone()).await;
+    let _mt = start_mt_worker(&env, &[], shutdown.clone()).await;
+    let edge = start_edge(&env, &[], shutdown.clone()).await;
+
+    let wav = audio_dir().join("jfk.wav");
+    let samples = read_wav(&wav);
+    let mut speaker = LiveClient::connect(edge.addr, None).await;
+    speaker.start("en", &["vi", "fr"]).await;
+    let ready = speaker.wait_for("ready", Duration::from_secs(10)).await;
+    assert_eq!(ready["role"], "speaker");
+    assert_eq!(ready["targets"], json!(["vi", "fr"]));
+    let listen_token = ready["listen_token"]
+        .as_str()
+        .expect("listen token")
+        .to_string();
+
+    // The other party joins while the speaker talks.
+    let mut listener = LiveClient::connect(edge.addr, None).await;
+    listener
+        .send_json(json!({"type": "listen", "listen_token": listen_token}))
+        .await;
+    assert_eq!(
+        listener.wait_for("ready", Duration::from_secs(10)).await["role"],
+        "listener"
+    );
+
+    speaker.send_audio(&samples, 100, false).await;
+    speaker.stop().await;
+    let close = speaker.read_to_close(LONG).await;
+    assert_eq!(close.as_ref().map(|c| c.0), Some(1000), "{close:?}");
+    let listener_close = listener.read_to_close(LONG).await;
+    assert_eq!(listener_close.map(|c| c.0), Some(1000));
+
+    let events = &speaker.events;
+    assert_numbered_from_one(events);
+    assert_eq!(events.last().map(|e| e["type"].clone()), Some(json!("end")));
+    assert!(speaker.of_type("error").is_empty(), "{events:#?}");
+    assert!(
+        !speaker.of_type("transcript.partial").is_empty(),
+        "no partials"
+    );
+    assert_committed_text_never_changes(events);
+    let text = final_texts(events).join(" ");
+    let w = wer(&text, &reference_text(&wav));
+    println!("jfk over /v1/live: WER {:.1}% {text:?}", w * 100.0);
+    assert!(w <= 0.10, "WER {:.1}% > 10%: {text:?}", w * 100.0);
+    assert_translation_per_final(events, &["vi", "fr"]);
+
+    // The listener saw the same session: the same finals and translations.
+    let pick = |events: &[Value]| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| e["type"] == "transcript.final" || e["type"] == "translation")
+            .map(content)
+            .collect()
+    };
+    assert_eq!(pick(&listener.events), pick(events));
+
+    let metrics = scrape(edge.addr).await;
+    for series in [
+        "voxbridge_edge_live_first_partial_seconds_count",
+        "voxbridge_edge_live_translation_latency_seconds_count",
+    ] {
+        assert!(
+            metric_value(&metrics, series).unwrap_or(0.0) > 0.0,
+            "{series}: {metrics}"
+        );
+    }
+    assert_eq!(
+        voxbridge_shared::metrics::naming_violations(&metrics),
+        Vec::<String>::new()
+    );
+    shutdown.cancel();
+}
+
+/// A dropped connection resumed with its token and cursor loses no event and repeats none: the
+/// speaker's events over both connections equal a full replay to a listener afterwards.
+#[tokio::test]
+async fn a_resumed_session_loses_and_repeats_nothing() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let _stt = start_stt_worker(&env, &[], shutdown.clone()).await;
+    let _mt = start_mt_worker(&env, &[], shutdown.clone()).await;
+    let edge = start_edge(&env, &["--token-secret", "resume-test"], shutdown.clone()).await;
+
+    let samples = read_wav(&audio_dir().join("jfk.wav"));
+    let (first, second) = samples.split_at(samples.len() / 2);
+    let mut a = LiveClient::connect(edge.addr, None).await;
+    a.start("en", &["vi"]).await;
+    let ready = a.wait_for("ready", Duration::from_secs(10)).await;
+    let resume_token = ready["resume_token"]
+        .as_str()
+        .expect("resume token")
+        .to_string();
+    let listen_token = ready["listen_token"]
+        .as_str()
+        .expect("listen token")
+        .to_string();
+    a.send_audio(first, 100, false).await;
+    // Drop the connection once some transcript has arrived, without a close handshake.
+    a.wait_for("transcript.partial", LONG).await;
+    a.drain_ready().await;
+    let cursor = a.cursor().expect("a cursor");
+    let before = a.events.clone();
+    a.abort();
+
+    let mut b = LiveClient::connect(edge.addr, None).await;
+    b.send_json(json!({"type": "start", "resume_token": resume_token, "cursor": cursor}))
+        .await;
+    let ready = b.wait_for("ready", Duration::from_secs(10)).await;
+    assert_eq!(ready["resumed"], true);
+    assert_eq!(ready["session_id"], before[0]["session_id"]);
+    assert!(ready["audio_ms"].as_u64().unwrap_or(0) > 0, "{ready}");
+    b.send_audio(second, 100, false).await;
+    b.stop().await;
+    assert_eq!(b.read_to_close(LONG).await.map(|c| c.0), Some(1000));
+
+    // Numbering continues across the reconnect.
+    let all: Vec<Value> = before.iter().chain(b.events.iter()).cloned().collect();
+    assert_numbered_from_one(&all);
+    let speaker: Vec<Value> = all
+        .iter()
+        .filter(|e| e["type"] != "ready")
+        .map(content)
+        .collect();
+
+    let mut replay = LiveClient::connect(edge.addr, None).await;
+    replay
+        .send_json(json!({"type": "listen", "listen_token": listen_token}))
+        .await;
+    assert_eq!(replay.read_to_close(LONG).await.map(|c| c.0), Some(1000));
+    let full: Vec<Value> = replay
+        .events
+        .iter()
+        .filter(|e| e["type"] != "ready")
+        .map(content)
+        .collect();
+    assert_eq!(
+        speaker, full,
+        "the speaker's events differ from a full replay"
+    );
+    assert!(!final_texts(&full).is_empty());
+    assert_translation_per_final(&replay.events, &["vi"]);
+    shutdown.cancel();
+}
+
+/// Bad input gets error events and the session goes on; auth and limits refuse cleanly.
+#[tokio::test]
+async fn bad_frames_errors_and_limits() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let edge = start_edge(
+        &env,
+        &[
+            "--api-keys",
+            "k1,k2",
+            "--max-sessions-per-key",
+            "1",
+            "--max-frame-bytes",
+            "3200",
+        ],
+        shutdown.clone(),
+    )
+    .await;
+
+    // No key, a wrong key.
+    for key in [None, Some("nope")] {
+        let mut c = LiveClient::connect(edge.addr, key).await;
+        c.start("en", &["vi"]).await;
+        let error = c.wait_for("error", Duration::from_secs(10)).await;
+        assert_eq!(error["code"], "unauthorized");
+        assert_eq!(error["fatal"], true);
+        assert_eq!(
+            c.read_to_close(Duration::from_secs(10)).await.map(|c| c.0),
+            Some(1008)
+        );
+    }
+    // Unknown language.
+    let mut c = LiveClient::connect(edge.addr, Some("k2")).await;
+    c.start("en", &["xx-Nope"]).await;
+    assert_eq!(
+        c.wait_for("error", Duration::from_secs(10)).await["code"],
+        "unknown_language"
+    );
+    assert_eq!(
+        c.read_to_close(Duration::from_secs(10)).await.map(|c| c.0),
+        Some(1008)
+    );
+
+    // A good session with a key, and bad frames inside it.
+    let mut s = LiveClient::connect(edge.addr, Some("k1")).await;
+    s.start("en", &["vi"]).await;
+    let ready = s.wait_for("ready", Duration::from_secs(10)).await;
+    assert_eq!(ready["max_frame_bytes"], 3200);
+    let session = ready["session_id"].as_str().expect("id").to_string();
+    s.send_binary(vec![0u8; 320]).await; // 10 ms: fine
+    s.send_binary(vec![0u8; 321]).await; // odd length
+    s.send_binary(vec![0u8; 4000]).await; // too large
+    s.send_json(json!({"type": "dance"})).await;
+    s.send_binary(b"not json".to_vec()).await; // even length: accepted as audio
+    s.send_json(json!({"type": "start", "source": "en"})).await;
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(s.wait_for("error", Duration::from_secs(10)).await["code"].clone());
+    }
+    assert_eq!(
+        codes,
+        [
+            json!("bad_frame"),
+            json!("frame_too_large"),
+            json!("bad_frame"),
+            json!("protocol")
+        ]
+    );
+    assert!(s.of_type("error").iter().all(|e| e["fatal"] == false));
+
+    // The key's one session is taken.
+    let mut t = LiveClient::connect(edge.addr, Some("k1")).await;
+    t.start("en", &[]).await;
+    assert_eq!(
+        t.wait_for("error", Duration::from_secs(10)).await["code"],
+        "too_many_sessions"
+    );
+    assert_eq!(
+        t.read_to_close(Duration::from_secs(10)).await.map(|c| c.0),
+        Some(1008)
+    );
+
+    // Only the two good frames reached the audio stream, contiguous.
+    let js = async_nats::jetstream::new(env.client().await);
+    let stream = js
+        .get_stream(
+            env.namespace
+                .stream(voxbridge_shared::subjects::streams::AUDIO),
+        )
+        .await
+        .expect("audio stream");
+    let subject = env.namespace.audio(&session.parse().expect("session id"));
+    let last = stream
+        .get_last_raw_message_by_subject(&subject)
+        .await
+        .expect("audio stored");
+    let last: voxbridge_shared::messages::AudioEvent =
+        voxbridge_shared::codec::decode(&last.payload).expect("audio event");
+    match last {
+        voxbridge_shared::messages::AudioEvent::Chunk(c) => {
+            assert_eq!((c.seq, c.offset_samples, c.samples()), (1, 160, 4));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A listener cannot send audio; a forged or wrong-role token is refused.
+    let listen_token = ready["listen_token"].as_str().expect("token").to_string();
+    let mut l = LiveClient::connect(edge.addr, None).await;
+    l.send_json(json!({"type": "listen", "listen_token": listen_token}))
+        .await;
+    l.wait_for("ready", Duration::from_secs(10)).await;
+    l.send_binary(vec![0u8; 320]).await;
+    assert_eq!(
+        l.wait_for("error", Duration::from_secs(10)).await["code"],
+        "protocol"
+    );
+    let mut r = LiveClient::connect(edge.addr, Some("k2")).await;
+    r.send_json(json!({"type": "start", "resume_token": listen_token}))
+        .await;
+    assert_eq!(
+        r.wait_for("error", Duration::from_secs(10)).await["code"],
+        "unauthorized"
+    );
+
+    // Closing the session frees the key's slot.
+    drop(s);
+    let addr = edge.addr;
+    wait_for("slot freed", Duration::from_secs(10), move || async move {
+        let mut c = LiveClient::connect(addr, Some("k1")).await;
+        c.start("en", &[]).await;
+        match c.next(Duration::from_secs(5)).await {
+            Some(Received::Event(e)) if e["type"] == "ready" => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    shutdown.cancel();
+}
+
+/// A client that does not read its events is closed with 1013 once its queue is full; other
+/// connections are unaffected.
+#[tokio::test]
+async fn a_client_too_slow_to_read_is_closed_with_1013() {
+    use voxbridge_edge::tokens::{Claims, Role, TokenKey};
+    use voxbridge_shared::messages::{TranscriptEvent, TranscriptPartial, now_unix_ms};
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let edge = start_edge(
+        &env,
+        &["--token-secret", "slow", "--send-queue", "32"],
+        shutdown.clone(),
+    )
+    .await;
+    // A session with far more (and bigger) events than socket buffers hold.
+    let session = voxbridge_shared::SessionId::new();
+    let js = async_nats::jetstream::new(env.client().await);
+    let segment = voxbridge_shared::SegmentId::new();
+    let filler = "word ".repeat(400);
+    let mut acks = Vec::new();
+    for revision in 0..20_000u32 {
+        let event = TranscriptEvent::Partial(TranscriptPartial {
+            v: 1,
+            session_id: session,
+            segment_id: segment,
+            revision,
+            stable_text: String::new(),
+            unstable_text: filler.clone(),
+            start_ms: 0,
+            end_ms: 1000,
+            emitted_at_ms: now_unix_ms(),
+        });
+        let payload = voxbridge_shared::codec::encode(&event).expect("encode");
+        acks.push(
+            js.publish(env.namespace.transcript(&session), payload.into())
+                .await
+                .expect("publish"),
+        );
+        if acks.len() >= 512 {
+            for ack in acks.drain(..) {
+                ack.await.expect("stored");
+            }
+        }
+    }
+    for ack in acks {
+        ack.await.expect("stored");
+    }
+    let token = TokenKey::new(b"slow").sign(&Claims {
+        session_id: session,
+        role: Role::Listener,
+        source: Some("en".into()),
+        targets: vec![],
+    });
+    let mut slow = LiveClient::connect(edge.addr, None).await;
+    slow.send_json(json!({"type": "listen", "listen_token": token}))
+        .await;
+    // Do not read for a while.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let close = slow.read_to_close(Duration::from_secs(60)).await;
+    assert_eq!(close.as_ref().map(|c| c.0), Some(1013), "{close:?}");
+    assert!(
+        slow.events.len() < 20_000,
+        "every event fitted; the test proves nothing"
+    );
+    let metrics = scrape(edge.addr).await;
+    assert_eq!(
+        metric_value(&metrics, "voxbridge_edge_live_slow_client_closes_total"),
+        Some(1.0)
+    );
+    // The edge still serves others.
+    let mut other = LiveClient::connect(edge.addr, None).await;
+    other.start("en", &[]).await;
+    other.wait_for("ready", Duration::from_secs(10)).await;
+    shutdown.cancel();
+}
+
+/// On shutdown every live connection is closed with 1001 (resume elsewhere).
+#[tokio::test]
+async fn shutdown_closes_sessions_with_1001() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let edge = start_edge(&env, &[], shutdown.clone()).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut c = LiveClient::connect(edge.addr, None).await;
+        c.start("en", &["vi"]).await;
+        c.wait_for("ready", Duration::from_secs(10)).await;
+        c.send_binary(vec![0u8; 3200]).await;
+        clients.push(c);
+    }
+    shutdown.cancel();
+    for mut c in clients {
+        let close = c.read_to_close(Duration::from_secs(20)).await;
+        assert_eq!(close.as_ref().map(|c| c.0), Some(1001), "{close:?}");
+    }
+    tokio::time::timeout(Duration::from_secs(20), edge.task)
+        .await
+        .expect("edge stops")
+        .expect("join")
+        .expect("clean exit");
+}

@@ -1,0 +1,452 @@
+//! Live sessions from the command line: `voxctl live FILE.wav` streams a recording through the
+//! edge's WebSocket (`/v1/live`) like a microphone would and prints the transcript and the
+//! translations as they arrive; `voxctl bench live` runs several such sessions at once and
+//! measures what a user waits for.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures::{SinkExt, StreamExt};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::bench::Summary;
+
+/// Samples per millisecond of 16 kHz audio.
+const SAMPLES_PER_MS: usize = 16;
+
+/// `voxctl live`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LiveArgs {
+    /// A WAV file (any sample rate or channel count; converted to 16 kHz mono).
+    pub file: PathBuf,
+    /// Edge WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/v1/live")]
+    pub url: String,
+    /// Spoken language (`auto` to detect).
+    #[arg(long, default_value = "en")]
+    pub source: String,
+    /// Target languages, comma-separated.
+    #[arg(long = "to", value_delimiter = ',', default_value = "vi")]
+    pub targets: Vec<String>,
+    /// API key, when the edge requires one.
+    #[arg(long, env = "VOXBRIDGE_API_KEY")]
+    pub api_key: Option<String>,
+    /// Send as fast as possible instead of at real-time pace.
+    #[arg(long)]
+    pub fast: bool,
+    /// Print every event as a JSON line instead of readable text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `voxctl bench live`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchLiveArgs {
+    /// Edge WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/v1/live")]
+    pub url: String,
+    /// Concurrent session counts to measure, one after the other.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,10")]
+    pub sessions: Vec<usize>,
+    /// WAV files to stream (session i streams file i mod n).
+    #[arg(long, num_args = 1.., required = true)]
+    pub files: Vec<PathBuf>,
+    #[arg(long, default_value = "en")]
+    pub source: String,
+    #[arg(long = "to", value_delimiter = ',', default_value = "vi")]
+    pub targets: Vec<String>,
+    #[arg(long, env = "VOXBRIDGE_API_KEY")]
+    pub api_key: Option<String>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// 16 kHz mono s16 samples of a WAV file of any rate, channel count and sample format.
+pub fn read_wav_16k(path: &Path) -> anyhow::Result<Vec<i16>> {
+    let mut reader =
+        hound::WavReader::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let spec = reader.spec();
+    let channels = usize::from(spec.channels.max(1));
+    let floats: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => reader.samples::<f32>().collect::<Result<_, _>>()?,
+        hound::SampleFormat::Int => {
+            let scale = (1u64 << (spec.bits_per_sample.saturating_sub(1))) as f32;
+            reader
+                .samples::<i32>()
+                .map(|s| s.map(|s| s as f32 / scale))
+                .collect::<Result<_, _>>()?
+        }
+    };
+    let mono: Vec<f32> = floats
+        .chunks(channels)
+        .map(|frame| frame.iter().sum::<f32>() / channels as f32)
+        .collect();
+    let resampled = if spec.sample_rate == 16_000 {
+        mono
+    } else {
+        resample(&mono, spec.sample_rate, 16_000)?
+    };
+    Ok(resampled
+        .iter()
+        .map(|s| (s.clamp(-1.0, 1.0) * 32767.0) as i16)
+        .collect())
+}
+
+/// Band-limited resampling with rubato (sinc interpolation).
+fn resample(input: &[f32], from: u32, to: u32) -> anyhow::Result<Vec<f32>> {
+    use rubato::{
+        Resampler, SincFixedIn, SincInterpolationParameters, SincInterpolationType, WindowFunction,
+    };
+    let params = SincInterpolationParameters {
+        sinc_len: 128,
+        f_cutoff: 0.95,
+        interpolation: SincInterpolationType::Linear,
+        oversampling_factor: 128,
+        window: WindowFunction::BlackmanHarris2,
+    };
+    let chunk = 4096;
+    let mut resampler =
+        SincFixedIn::<f32>::new(f64::from(to) / f64::from(from), 1.0, params, chunk, 1)?;
+    let mut out = Vec::with_capacity(input.len() * to as usize / from as usize + chunk);
+    let mut pos = 0;
+    while pos + chunk <= input.len() {
+        let block = resampler.process(&[&input[pos..pos + chunk]], None)?;
+        out.extend_from_slice(&block[0]);
+        pos += chunk;
+    }
+    let block = resampler.process_partial(Some(&[&input[pos..]]), None)?;
+    out.extend_from_slice(&block[0]);
+    // Flush the filter's delay.
+    let block = resampler.process_partial::<&[f32]>(None, None)?;
+    out.extend_from_slice(&block[0]);
+    let delay = resampler.output_delay();
+    let expected = input.len() * to as usize / from as usize;
+    Ok(out.into_iter().skip(delay).take(expected).collect())
+}
+
+/// What one streamed session measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SessionTimes {
+    /// Seconds from sending the audio of the first partial's first word to receiving it.
+    pub first_partial_s: Option<f64>,
+    /// Per translation: seconds from sending the audio that ends its sentence to receiving it.
+    pub translation_s: Vec<f64>,
+    /// Per final: seconds from sending the audio that ends it to receiving it.
+    pub final_s: Vec<f64>,
+    pub finals: Vec<String>,
+    pub errors: Vec<String>,
+    pub close_code: Option<u16>,
+}
+
+/// Streams `samples` through one live session and records when events arrive relative to when
+/// the audio they describe was sent. `on_event` sees every event.
+pub async fn stream_file(
+    url: &str,
+    api_key: Option<&str>,
+    source: &str,
+    targets: &[String],
+    samples: &[i16],
+    realtime: bool,
+    mut on_event: impl FnMut(&Value),
+) -> anyhow::Result<SessionTimes> {
+    let url = match api_key {
+        Some(key) => format!("{url}?api_key={key}"),
+        None => url.to_string(),
+    };
+    let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    let (mut tx, mut rx) = ws.split();
+    tx.send(Message::Text(
+        json!({"type": "start", "source": source, "targets": targets})
+            .to_string()
+            .into(),
+    ))
+    .await?;
+    let started = Instant::now();
+    // Audio is sent by its own task, at real-time pace; `sent_at[i]` = when chunk i left.
+    let chunk_ms = 100;
+    let per_chunk = chunk_ms * SAMPLES_PER_MS;
+    let chunks: Vec<Vec<u8>> = samples
+        .chunks(per_chunk)
+        .map(|c| c.iter().flat_map(|s| s.to_le_bytes()).collect())
+        .collect();
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let sender = tokio::spawn(async move {
+        if ready_rx.await.is_err() {
+            return Ok::<_, anyhow::Error>(tx);
+        }
+        let t0 = Instant::now();
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            if realtime {
+                tokio::time::sleep_until(t0 + Duration::from_millis((i * chunk_ms) as u64)).await;
+            }
+            tx.send(Message::Binary(chunk.into())).await?;
+            let _ = sent_tx.send(Instant::now());
+        }
+        tx.send(Message::Text(json!({"type": "stop"}).to_string().into()))
+            .await?;
+        Ok(tx)
+    });
+    let mut ready_tx = Some(ready_tx);
+    let mut sent_at: Vec<Instant> = Vec::new();
+    let mut times = SessionTimes::default();
+    let mut final_ends = std::collections::HashMap::<String, u64>::new();
+    let deadline = started + Duration::from_secs(600 + samples.len() as u64 / 16_000 * 4);
+    let at_ms = |sent_at: &mut Vec<Instant>,
+                 sent_rx: &mut tokio::sync::mpsc::UnboundedReceiver<Instant>,
+                 ms: u64| {
+        while let Ok(t) = sent_rx.try_recv() {
+            sent_at.push(t);
+        }
+        let chunk = (ms as usize).saturating_sub(1) / chunk_ms;
+        sent_at.get(chunk).copied()
+    };
+    loop {
+        let message = match tokio::time::timeout_at(deadline, rx.next()).await {
+            Err(_) => bail!("no end of session within the deadline"),
+            Ok(None) => break,
+            Ok(Some(message)) => message?,
+        };
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Close(frame) => {
+                times.close_code = frame.map(|f| f.code.into());
+                break;
+            }
+            _ => continue,
+        };
+        let event: Value = serde_json::from_str(&text)?;
+        let now = Instant::now();
+        on_event(&event);
+        match event["type"].as_str() {
+            Some("ready") => {
+                if let Some(ready) = ready_tx.take() {
+                    let _ = ready.send(());
+                }
+            }
+            Some("transcript.partial") if times.first_partial_s.is_none() => {
+                let start = event["start_ms"].as_u64().unwrap_or(0);
+                if let Some(sent) = at_ms(&mut sent_at, &mut sent_rx, start + 1) {
+                    times.first_partial_s = Some(now.duration_since(sent).as_secs_f64());
+                }
+            }
+            Some("transcript.final") => {
+                let end = event["end_ms"].as_u64().unwrap_or(0);
+                if let Some(id) = event["segment_id"].as_str() {
+                    final_ends.insert(id.to_string(), end);
+                }
+                if let Some(sent) = at_ms(&mut sent_at, &mut sent_rx, end) {
+                    times.final_s.push(now.duration_since(sent).as_secs_f64());
+                }
+                times
+                    .finals
+                    .push(event["text"].as_str().unwrap_or_default().to_string());
+            }
+            Some("translation") => {
+                let end = event["segment_id"]
+                    .as_str()
+                    .and_then(|id| final_ends.get(id).copied())
+                    .or_else(|| event["end_ms"].as_u64());
+                if let Some(sent) = end.and_then(|end| at_ms(&mut sent_at, &mut sent_rx, end)) {
+                    times
+                        .translation_s
+                        .push(now.duration_since(sent).as_secs_f64());
+                }
+            }
+            Some("error") => times.errors.push(format!(
+                "{}: {}",
+                event["code"].as_str().unwrap_or("?"),
+                event["message"].as_str().unwrap_or("")
+            )),
+            _ => {}
+        }
+    }
+    sender.abort();
+    Ok(times)
+}
+
+/// `voxctl live FILE`.
+pub async fn run_live(args: &LiveArgs) -> anyhow::Result<i32> {
+    let samples = read_wav_16k(&args.file)?;
+    let json_lines = args.json;
+    let times = stream_file(
+        &args.url,
+        args.api_key.as_deref(),
+        &args.source,
+        &args.targets,
+        &samples,
+        !args.fast,
+        |event| {
+            if json_lines {
+                println!("{event}");
+                return;
+            }
+            match event["type"].as_str() {
+                Some("ready") => eprintln!("session {} ready", event["session_id"]),
+                Some("transcript.final") => println!("{}", event["text"].as_str().unwrap_or("")),
+                Some("translation") => println!(
+                    "  [{}] {}",
+                    event["target"].as_str().unwrap_or("?"),
+                    event["text"].as_str().unwrap_or("")
+                ),
+                Some("error") => eprintln!("error {}: {}", event["code"], event["message"]),
+                Some("end") => eprintln!("end: {} finals", event["final_count"]),
+                _ => {}
+            }
+        },
+    )
+    .await?;
+    Ok(
+        if times.errors.is_empty() && times.close_code == Some(1000) {
+            0
+        } else {
+            1
+        },
+    )
+}
+
+/// Results of `voxctl bench live` for one concurrency.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveLevel {
+    pub sessions: usize,
+    pub first_partial: Option<Summary>,
+    pub final_latency: Option<Summary>,
+    pub translation: Option<Summary>,
+    pub errors: Vec<String>,
+    pub unclean_closes: usize,
+}
+
+/// `voxctl bench live`.
+pub async fn bench_live(args: &BenchLiveArgs) -> anyhow::Result<Vec<LiveLevel>> {
+    let files: Vec<Vec<i16>> = args
+        .files
+        .iter()
+        .map(|f| read_wav_16k(f))
+        .collect::<Result<_, _>>()?;
+    let mut levels = Vec::new();
+    for &n in &args.sessions {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let samples = files[i % files.len()].clone();
+            let args = args.clone();
+            tasks.spawn(async move {
+                // Spread session starts over the first second like real callers.
+                tokio::time::sleep(Duration::from_millis((i * 1000 / n.max(1)) as u64)).await;
+                stream_file(
+                    &args.url,
+                    args.api_key.as_deref(),
+                    &args.source,
+                    &args.targets,
+                    &samples,
+                    true,
+                    |_| {},
+                )
+                .await
+            });
+        }
+        let mut first = Vec::new();
+        let mut finals = Vec::new();
+        let mut translations = Vec::new();
+        let mut errors = Vec::new();
+        let mut unclean = 0;
+        while let Some(result) = tasks.join_next().await {
+            match result? {
+                Ok(t) => {
+                    first.extend(t.first_partial_s);
+                    finals.extend(t.final_s);
+                    translations.extend(t.translation_s);
+                    errors.extend(t.errors);
+                    if t.close_code != Some(1000) {
+                        unclean += 1;
+                    }
+                }
+                Err(e) => {
+                    errors.push(e.to_string());
+                    unclean += 1;
+                }
+            }
+        }
+        let summary = |v: Vec<f64>| (!v.is_empty()).then(|| Summary::of(v));
+        let level = LiveLevel {
+            sessions: n,
+            first_partial: summary(first),
+            final_latency: summary(finals),
+            translation: summary(translations),
+            errors,
+            unclean_closes: unclean,
+        };
+        eprintln!("{}", serde_json::to_string(&level)?);
+        levels.push(level);
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&levels)?)?;
+    }
+    Ok(levels)
+}
+
+/// Renders the levels as a Markdown table.
+pub fn table(levels: &[LiveLevel]) -> String {
+    let cell = |s: &Option<Summary>| {
+        s.as_ref().map_or("—".to_string(), |s| {
+            format!("{:.2} / {:.2} s", s.p50, s.p95)
+        })
+    };
+    let mut out = String::from(
+        "| sessions | first partial (p50 / p95) | final after its audio (p50 / p95) | translation after its audio (p50 / p95) | errors | unclean closes |\n|---|---|---|---|---|---|\n",
+    );
+    for l in levels {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            l.sessions,
+            cell(&l.first_partial),
+            cell(&l.final_latency),
+            cell(&l.translation),
+            l.errors.len(),
+            l.unclean_closes
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wav_of_another_rate_and_stereo_becomes_16k_mono() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("a.wav");
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 44_100,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&path, spec).expect("create");
+        // One second of a 440 Hz tone, same on both channels.
+        for i in 0..44_100 {
+            let s = ((i as f32 * 440.0 * std::f32::consts::TAU / 44_100.0).sin() * 16_000.0) as i16;
+            w.write_sample(s).expect("write");
+            w.write_sample(s).expect("write");
+        }
+        w.finalize().expect("finalize");
+        let out = read_wav_16k(&path).expect("read");
+        assert!(
+            (out.len() as i64 - 16_000).abs() <= 16,
+            "{} samples",
+            out.len()
+        );
+        // The tone survives: RMS close to 16000/√2.
+        let mid = &out[2000..14_000];
+        let rms =
+            (mid.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / mid.len() as f64).sqrt();
+        assert!((rms - 11_314.0).abs() < 600.0, "rms {rms}");
+    }
+}
