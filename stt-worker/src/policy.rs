@@ -40,6 +40,12 @@ pub struct Word {
 pub trait Recognizer: Send {
     /// Recognises `audio` (16 kHz mono, -1..1), given the text that precedes it.
     fn recognize(&mut self, audio: &[f32], prompt: &str) -> Result<Vec<Word>, String>;
+
+    /// The language the last recognition heard (ISO 639-1, e.g. `"en"`), when the model detects
+    /// it; `None` when the language was given or cannot be detected.
+    fn language(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Policy knobs.
@@ -91,6 +97,8 @@ pub enum Output {
         start_ms: u64,
         end_ms: u64,
         words: Vec<Word>,
+        /// The language detected in the recognition that produced this final, if detected.
+        language: Option<String>,
     },
 }
 
@@ -375,6 +383,7 @@ impl<R: Recognizer> Policy<R> {
                 start_ms,
                 end_ms,
                 words,
+                language: self.recognizer.language(),
             });
             self.next_final_index += 1;
             self.revision = 0;

@@ -183,6 +183,7 @@ impl Session {
                     inference.realtime_factor.observe(seconds / audio);
                 }
             }),
+            detected: None,
         };
         let (policy, expected_sample) = match checkpoint {
             Some(cp) if cp.finished => (None, 0),
@@ -409,15 +410,23 @@ impl Session {
                     start_ms,
                     end_ms,
                     words,
+                    language,
                 } => {
                     finals = true;
+                    // The session's language, else the one whisper detected for this sentence.
+                    let lang = self.open.source_lang.clone().or_else(|| {
+                        language
+                            .as_deref()
+                            .and_then(|l| voxbridge_shared::languages::resolve(l).ok())
+                            .map(|l| l.flores.to_string())
+                    });
                     let event = TranscriptEvent::Final(TranscriptFinal {
                         v: 1,
                         session_id: self.id(),
                         segment_id,
                         index,
                         text: text.clone(),
-                        lang: self.open.source_lang.clone(),
+                        lang: lang.clone(),
                         start_ms,
                         end_ms,
                         words: words
@@ -438,7 +447,8 @@ impl Session {
                             .final_latency_seconds
                             .observe(now_unix_ms().saturating_sub(at) as f64 / 1000.0);
                     }
-                    self.request_translations(segment_id, index, text).await?;
+                    self.request_translations(segment_id, index, text, lang)
+                        .await?;
                 }
             }
         }
@@ -455,12 +465,10 @@ impl Session {
         segment_id: voxbridge_shared::SegmentId,
         index: u64,
         text: String,
+        source: Option<String>,
     ) -> Result<(), SessionError> {
-        let source = self
-            .open
-            .source_lang
-            .clone()
-            .unwrap_or_else(|| "eng_Latn".to_string());
+        // Neither given nor detected (a model that cannot detect): English, the models' default.
+        let source = source.unwrap_or_else(|| "eng_Latn".to_string());
         for (t, target) in self.open.target_langs.iter().enumerate() {
             if *target == source {
                 continue;

@@ -92,6 +92,17 @@ impl Transcriber {
         audio: &[f32],
         options: &TranscribeOptions,
     ) -> Result<Vec<Segment>, TranscriberError> {
+        self.transcribe_detect(audio, options)
+            .map(|(segments, _)| segments)
+    }
+
+    /// Like [`Transcriber::transcribe`], and also returns the language whisper detected (ISO
+    /// 639-1) when `options.language` is `None`.
+    pub fn transcribe_detect(
+        &self,
+        audio: &[f32],
+        options: &TranscribeOptions,
+    ) -> Result<(Vec<Segment>, Option<String>), TranscriberError> {
         let mut state = self
             .context
             .create_state()
@@ -125,6 +136,11 @@ impl Transcriber {
         state
             .full(params, audio)
             .map_err(|e| TranscriberError::Inference(e.to_string()))?;
+        let detected = if options.language.is_none() {
+            whisper_rs::get_lang_str(state.full_lang_id_from_state()).map(str::to_string)
+        } else {
+            None
+        };
         let eot = self.context.token_eot();
         let mut segments = Vec::new();
         for segment in state.as_iter() {
@@ -176,7 +192,7 @@ impl Transcriber {
                 words,
             });
         }
-        Ok(segments)
+        Ok((segments, detected))
     }
 }
 
@@ -198,6 +214,8 @@ pub struct WhisperRecognizer {
     pub audio_ctx_margin: Option<usize>,
     /// Called with (inference seconds, audio seconds) after each run.
     pub on_run: Box<dyn Fn(f64, f64) + Send + Sync>,
+    /// The language the last run detected (when `language` is `None`).
+    pub detected: Option<String>,
 }
 
 impl std::fmt::Debug for WhisperRecognizer {
@@ -232,12 +250,17 @@ impl crate::policy::Recognizer for WhisperRecognizer {
             beam_size: self.beam_size,
         };
         let started = std::time::Instant::now();
-        let segments = self
+        let (segments, detected) = self
             .transcriber
-            .transcribe(audio, &options)
+            .transcribe_detect(audio, &options)
             .map_err(|e| e.to_string())?;
         (self.on_run)(started.elapsed().as_secs_f64(), seconds);
+        self.detected = detected;
         Ok(segments.into_iter().flat_map(|s| s.words).collect())
+    }
+
+    fn language(&self) -> Option<String> {
+        self.detected.clone()
     }
 }
 

@@ -367,3 +367,46 @@ async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
     );
     shutdown.cancel();
 }
+
+/// A session that names no language: the multilingual base model detects it, the finals carry
+/// it and the translation requests use it as their source.
+#[tokio::test]
+async fn the_language_is_detected_when_the_session_names_none() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let base = voxbridge_tests::model_mirror().join("whisper/ggml-base-q8_0.bin");
+    let base = base.to_str().expect("utf-8 path");
+    let _worker = start_stt_worker(&env, &["--model", base], shutdown.clone()).await;
+    let session = SessionId::new();
+    let samples = read_wav(&audio_dir().join("en_02.wav"));
+    stream_session(&env, session, None, &["vie_Latn"], &samples, 100, false).await;
+    let events = transcript_events(&env, session, Duration::from_secs(180)).await;
+    let finals: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            TranscriptEvent::Final(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert!(!finals.is_empty(), "{events:?}");
+    for f in &finals {
+        assert_eq!(f.lang.as_deref(), Some("eng_Latn"), "{f:?}");
+    }
+    // The MT requests name the detected language as their source.
+    let js = async_nats::jetstream::new(env.client().await);
+    let stream = js
+        .get_stream(
+            env.namespace
+                .stream(voxbridge_shared::subjects::streams::MT),
+        )
+        .await
+        .expect("mt stream");
+    let last = stream
+        .get_last_raw_message_by_subject(&env.namespace.mt_request("vie_Latn"))
+        .await
+        .expect("an MT request");
+    let request: voxbridge_shared::messages::MtRequest =
+        voxbridge_shared::codec::decode(&last.payload).expect("request");
+    assert_eq!(request.source_lang, "eng_Latn");
+    shutdown.cancel();
+}
