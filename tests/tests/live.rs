@@ -480,3 +480,54 @@ async fn shutdown_closes_sessions_with_1001() {
         .expect("join")
         .expect("clean exit");
 }
+
+/// A session over its maximum length ends: the close marker is stored with the reason, the
+/// client is told, and further audio is refused.
+#[tokio::test]
+async fn a_session_over_its_maximum_length_ends() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let edge = start_edge(&env, &["--max-session-s", "1"], shutdown.clone()).await;
+    let mut c = LiveClient::connect(edge.addr, None).await;
+    c.start("en", &[]).await;
+    let ready = c.wait_for("ready", Duration::from_secs(10)).await;
+    let session: voxbridge_shared::SessionId = ready["session_id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("session id");
+    // Two frames of 0.5 s fit in 1 s, a third does not.
+    for _ in 0..3 {
+        c.send_binary(vec![0u8; 16_000]).await;
+    }
+    let error = c.wait_for("error", Duration::from_secs(10)).await;
+    assert_eq!(error["code"], "session_too_long");
+    c.send_binary(vec![0u8; 320]).await;
+    assert_eq!(
+        c.wait_for("error", Duration::from_secs(10)).await["code"],
+        "protocol"
+    );
+    let js = async_nats::jetstream::new(env.client().await);
+    let stream = js
+        .get_stream(
+            env.namespace
+                .stream(voxbridge_shared::subjects::streams::AUDIO),
+        )
+        .await
+        .expect("audio stream");
+    let last = stream
+        .get_last_raw_message_by_subject(&env.namespace.audio(&session))
+        .await
+        .expect("stored");
+    match voxbridge_shared::codec::decode(&last.payload).expect("audio event") {
+        voxbridge_shared::messages::AudioEvent::Close(close) => {
+            assert_eq!(
+                close.reason,
+                voxbridge_shared::messages::CloseReason::MaxDuration
+            );
+            assert_eq!(close.final_offset_samples, 16_000);
+        }
+        other => panic!("{other:?}"),
+    }
+    shutdown.cancel();
+}
