@@ -19,6 +19,7 @@ pub mod nats;
 pub mod service;
 pub mod shutdown;
 pub mod subjects;
+pub mod subtitles;
 pub mod telemetry;
 pub mod topology;
 

@@ -325,8 +325,8 @@ pub enum JobKind {
     Audio,
 }
 
-/// Subtitle formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Subtitle formats (parsed and written by [`crate::subtitles`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SubtitleFormat {
     Srt,
