@@ -44,7 +44,7 @@ pub async fn connect(
     loop {
         attempt += 1;
         let options = options(config, client_name, metrics.clone()).await?;
-        match options.connect(config.url.as_str()).await {
+        match options.connect(server_urls(&config.url)).await {
             Ok(client) => {
                 if let Some(m) = &metrics {
                     m.nats_connected.set(1);
@@ -129,5 +129,28 @@ fn on_event(event: Event, metrics: Option<&ServiceMetrics>) {
             Event::Disconnected | Event::Closed => m.nats_connected.set(0),
             _ => 0,
         };
+    }
+}
+
+/// The servers of a `--nats-url` value: one URL, or several separated by commas (a cluster).
+pub fn server_urls(url: &str) -> Vec<String> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::server_urls;
+
+    #[test]
+    fn comma_separated_urls_are_a_server_list() {
+        assert_eq!(server_urls("nats://a:4222"), ["nats://a:4222"]);
+        assert_eq!(
+            server_urls("nats://a:1, nats://b:2,,nats://c:3"),
+            ["nats://a:1", "nats://b:2", "nats://c:3"]
+        );
     }
 }

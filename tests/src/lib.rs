@@ -240,6 +240,8 @@ pub struct TestEnv {
     /// Present when the harness started its own servers.
     pub nats: Option<NatsServer>,
     pub redis: Option<RedisServer>,
+    /// Stream replicas in [`TestEnv::settings`] (3 against a cluster).
+    pub stream_replicas: usize,
 }
 
 impl TestEnv {
@@ -266,6 +268,7 @@ impl TestEnv {
             namespace: Namespace::unique_for_tests(),
             nats,
             redis,
+            stream_replicas: 1,
         }
     }
 
@@ -279,6 +282,7 @@ impl TestEnv {
             namespace: Namespace::unique_for_tests(),
             nats: Some(server),
             redis: None,
+            stream_replicas: 1,
         }
     }
 
@@ -304,10 +308,12 @@ impl TestEnv {
         }
         let mut args = vec!["flags".to_string()];
         args.extend(Self::topology_flags().iter().map(|s| s.to_string()));
-        Flags::try_parse_from(args)
+        let mut settings = Flags::try_parse_from(args)
             .expect("test topology flags")
             .topology
-            .settings()
+            .settings();
+        settings.replicas = self.stream_replicas;
+        settings
     }
 
     /// The command-line flags that give a binary the same topology as [`TestEnv::settings`].

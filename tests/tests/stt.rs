@@ -330,6 +330,7 @@ async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
                 namespace: ns,
                 nats: None,
                 redis: None,
+                stream_replicas: 1,
             };
             stream_session(&env, session, Some("eng_Latn"), &[], &samples, 100, true).await;
         })

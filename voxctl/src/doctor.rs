@@ -94,7 +94,7 @@ async fn check_nats(config: &NatsConfig, report: &mut Report) {
     }
     let client = match tokio::time::timeout(
         Duration::from_secs(5),
-        options.connect(config.url.as_str()),
+        options.connect(voxbridge_shared::nats::server_urls(&config.url)),
     )
     .await
     {
