@@ -43,6 +43,7 @@ use voxbridge_shared::messages::{
     AUDIO_BYTES_PER_SAMPLE, AUDIO_SAMPLE_RATE_HZ, AudioChunk, AudioEvent, CloseReason, MtResult,
     SessionClose, SessionOpen, TranscriptEvent, now_unix_ms,
 };
+use voxbridge_shared::nats::publish_with_id;
 use voxbridge_shared::service::ServiceContext;
 use voxbridge_shared::subjects::streams;
 use voxbridge_shared::{SegmentId, SessionId};
@@ -953,21 +954,13 @@ impl Connection {
             pcm,
             received_at_ms: now_unix_ms(),
         });
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(
-            async_nats::header::NATS_MESSAGE_ID,
-            format!("a-{}-{seq}", self.session).as_str(),
-        );
-        let ack = self
-            .state
-            .ctx
-            .js
-            .publish_with_headers(
-                self.state.ctx.namespace.audio(&self.session),
-                headers,
-                codec::encode(&event)?.into(),
-            )
-            .await?;
+        let ack = publish_with_id(
+            &self.state.ctx.js,
+            self.state.ctx.namespace.audio(&self.session),
+            &format!("a-{}-{seq}", self.session),
+            codec::encode(&event)?.into(),
+        )
+        .await?;
         Ok(std::future::IntoFuture::into_future(ack))
     }
 
@@ -983,21 +976,14 @@ impl Connection {
             final_offset_samples: offset,
             closed_at_ms: now_unix_ms(),
         });
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(
-            async_nats::header::NATS_MESSAGE_ID,
-            format!("c-{}", self.session).as_str(),
-        );
-        self.state
-            .ctx
-            .js
-            .publish_with_headers(
-                self.state.ctx.namespace.audio(&self.session),
-                headers,
-                codec::encode(&event)?.into(),
-            )
-            .await?
-            .await?;
+        publish_with_id(
+            &self.state.ctx.js,
+            self.state.ctx.namespace.audio(&self.session),
+            &format!("c-{}", self.session),
+            codec::encode(&event)?.into(),
+        )
+        .await?
+        .await?;
         Ok(())
     }
 }
@@ -1050,19 +1036,16 @@ async fn open_session(
         )
     };
     let payload = codec::encode(&open).map_err(|e| unavailable(e.into()))?;
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(
-        async_nats::header::NATS_MESSAGE_ID,
-        format!("o-{session_id}").as_str(),
-    );
-    state
-        .ctx
-        .js
-        .publish_with_headers(state.ctx.namespace.session_open(), headers, payload.into())
-        .await
-        .map_err(|e| unavailable(e.into()))?
-        .await
-        .map_err(|e| unavailable(e.into()))?;
+    publish_with_id(
+        &state.ctx.js,
+        state.ctx.namespace.session_open(),
+        &format!("o-{session_id}"),
+        payload.into(),
+    )
+    .await
+    .map_err(|e| unavailable(e.into()))?
+    .await
+    .map_err(|e| unavailable(e.into()))?;
     tracing::info!(session = %session_id, source = ?open.source_lang, targets = ?open.target_langs, "live session opened");
     Ok(Claims {
         session_id,

@@ -132,6 +132,22 @@ fn on_event(event: Event, metrics: Option<&ServiceMetrics>) {
     }
 }
 
+/// Publishes to a JetStream subject with `Nats-Msg-Id` set, so a retried publish is
+/// de-duplicated by the server; returns the acknowledgement to await.
+pub async fn publish_with_id(
+    js: &async_nats::jetstream::Context,
+    subject: String,
+    msg_id: &str,
+    payload: bytes::Bytes,
+) -> Result<
+    async_nats::jetstream::context::PublishAckFuture,
+    async_nats::jetstream::context::PublishError,
+> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
+    js.publish_with_headers(subject, headers, payload).await
+}
+
 /// The servers of a `--nats-url` value: one URL, or several separated by commas (a cluster).
 pub fn server_urls(url: &str) -> Vec<String> {
     url.split(',')

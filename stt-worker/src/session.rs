@@ -522,11 +522,7 @@ impl Session {
         payload: Bytes,
         msg_id: &str,
     ) -> Result<(), SessionError> {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
-        self.ctx
-            .js
-            .publish_with_headers(subject, headers, payload)
+        voxbridge_shared::nats::publish_with_id(&self.ctx.js, subject, msg_id, payload)
             .await
             .map_err(nats)?
             .await

@@ -240,6 +240,26 @@ async fn a_resumed_session_loses_and_repeats_nothing() {
     shutdown.cancel();
 }
 
+/// The last audio event the edge stored for `session`.
+async fn last_audio_event(
+    env: &TestEnv,
+    session: voxbridge_shared::SessionId,
+) -> voxbridge_shared::messages::AudioEvent {
+    let js = async_nats::jetstream::new(env.client().await);
+    let stream = js
+        .get_stream(
+            env.namespace
+                .stream(voxbridge_shared::subjects::streams::AUDIO),
+        )
+        .await
+        .expect("audio stream");
+    let last = stream
+        .get_last_raw_message_by_subject(&env.namespace.audio(&session))
+        .await
+        .expect("audio stored");
+    voxbridge_shared::codec::decode(&last.payload).expect("audio event")
+}
+
 /// Bad input gets error events and the session goes on; auth and limits refuse cleanly.
 #[tokio::test]
 async fn bad_frames_errors_and_limits() {
@@ -323,22 +343,7 @@ async fn bad_frames_errors_and_limits() {
     );
 
     // Only the two good frames reached the audio stream, contiguous.
-    let js = async_nats::jetstream::new(env.client().await);
-    let stream = js
-        .get_stream(
-            env.namespace
-                .stream(voxbridge_shared::subjects::streams::AUDIO),
-        )
-        .await
-        .expect("audio stream");
-    let subject = env.namespace.audio(&session.parse().expect("session id"));
-    let last = stream
-        .get_last_raw_message_by_subject(&subject)
-        .await
-        .expect("audio stored");
-    let last: voxbridge_shared::messages::AudioEvent =
-        voxbridge_shared::codec::decode(&last.payload).expect("audio event");
-    match last {
+    match last_audio_event(&env, session.parse().expect("session id")).await {
         voxbridge_shared::messages::AudioEvent::Chunk(c) => {
             assert_eq!((c.seq, c.offset_samples, c.samples()), (1, 160, 4));
         }
@@ -507,19 +512,7 @@ async fn a_session_over_its_maximum_length_ends() {
         c.wait_for("error", Duration::from_secs(10)).await["code"],
         "protocol"
     );
-    let js = async_nats::jetstream::new(env.client().await);
-    let stream = js
-        .get_stream(
-            env.namespace
-                .stream(voxbridge_shared::subjects::streams::AUDIO),
-        )
-        .await
-        .expect("audio stream");
-    let last = stream
-        .get_last_raw_message_by_subject(&env.namespace.audio(&session))
-        .await
-        .expect("stored");
-    match voxbridge_shared::codec::decode(&last.payload).expect("audio event") {
+    match last_audio_event(&env, session).await {
         voxbridge_shared::messages::AudioEvent::Close(close) => {
             assert_eq!(
                 close.reason,
