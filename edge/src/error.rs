@@ -33,6 +33,12 @@ pub enum ApiError {
     Unavailable(String),
     #[error("translation failed: {0}")]
     Upstream(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the file is {size} bytes; the limit is {limit}")]
+    FileTooLarge { size: usize, limit: usize },
+    #[error("{0}")]
+    NotReady(String),
 }
 
 impl ApiError {
@@ -48,6 +54,9 @@ impl ApiError {
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Upstream(_) => "translation_failed",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::FileTooLarge { .. } => "file_too_large",
+            ApiError::NotReady(_) => "job_not_finished",
         }
     }
 
@@ -64,6 +73,9 @@ impl ApiError {
             }
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotReady(_) => StatusCode::CONFLICT,
         }
     }
 

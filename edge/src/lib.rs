@@ -5,6 +5,7 @@
 //! [`voxbridge_shared::subjects`]. Routes live in [`routes`].
 
 pub mod error;
+pub mod jobs_api;
 pub mod live;
 pub mod mt_client;
 pub mod routes;
@@ -88,6 +89,9 @@ pub struct Config {
     /// random secret per process (tokens do not survive a restart).
     #[arg(long, env = "VOXBRIDGE_TOKEN_SECRET")]
     pub token_secret: Option<Secret>,
+    /// Largest file accepted by `POST /v1/jobs`, in bytes.
+    #[arg(long, env = "VOXBRIDGE_EDGE_MAX_JOB_BYTES", default_value_t = voxbridge_shared::jobs::DEFAULT_MAX_JOB_BYTES)]
+    pub max_job_bytes: usize,
 }
 
 /// A running edge (tests use the bound address).
@@ -167,7 +171,20 @@ pub async fn start(
         shutdown.clone(),
     );
     let tracker = live.tracker.clone();
+    let job_store = voxbridge_shared::jobs::JobStore::open(
+        ctx.client.clone(),
+        ctx.js.clone(),
+        ctx.namespace.clone(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("job store: {e}"))?;
+    let jobs = jobs_api::JobsState {
+        store: job_store,
+        max_bytes: config.max_job_bytes,
+        max_targets: config.max_targets,
+    };
     let app = routes::router(state)
+        .merge(jobs_api::router(jobs))
         .merge(
             axum::Router::new()
                 .route("/v1/live", axum::routing::get(live::live_handler))

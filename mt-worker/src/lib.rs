@@ -12,6 +12,7 @@
 pub mod cache;
 pub mod consumer;
 pub mod error;
+pub mod jobs;
 pub mod translator;
 
 use std::net::SocketAddr;
@@ -104,6 +105,21 @@ pub struct Config {
     /// Seconds a cached translation lives.
     #[arg(long, env = "VOXBRIDGE_MT_CACHE_TTL_S", default_value_t = crate::cache::DEFAULT_TTL.as_secs())]
     pub cache_ttl_s: u64,
+    /// Subtitle jobs this worker runs at once (0: run no jobs, only translation requests).
+    #[arg(long, env = "VOXBRIDGE_MT_JOB_CONCURRENCY", default_value_t = 1)]
+    pub job_concurrency: usize,
+    /// Sentences per MT request (one batch) of a subtitle job.
+    #[arg(long, env = "VOXBRIDGE_MT_JOB_CHUNK", default_value_t = 16)]
+    pub job_chunk: usize,
+    /// MT requests a subtitle job keeps in flight (small: live requests queue behind them).
+    #[arg(long, env = "VOXBRIDGE_MT_JOB_WINDOW", default_value_t = 2)]
+    pub job_window: usize,
+    /// Largest subtitle file a job may hold (bytes).
+    #[arg(long, env = "VOXBRIDGE_MT_MAX_SUBTITLE_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_subtitle_bytes: usize,
+    /// Seconds without any translation before a job is released for a retry.
+    #[arg(long, env = "VOXBRIDGE_MT_JOB_STALL_TIMEOUT_S", default_value_t = 600)]
+    pub job_stall_timeout_s: u64,
 }
 
 impl Config {
@@ -163,6 +179,7 @@ pub async fn start(
     let mut registry = Registry::default();
     let common = ServiceMetrics::register(&mut registry, "mt");
     let metrics = consumer::MtMetrics::register(&mut registry);
+    let job_metrics = jobs::JobMetrics::register(&mut registry);
     let cache_metrics = cache::CacheMetrics::register(&mut registry);
 
     let load_started = std::time::Instant::now();
@@ -180,6 +197,7 @@ pub async fn start(
     );
 
     let settings = settings.unwrap_or_else(|| config.topology.settings());
+    let (job_ack_wait, max_deliver) = (settings.job_ack_wait, settings.max_deliver);
     let ctx = ServiceContext::start_with_settings("mt", &config.nats, settings, common, &shutdown)
         .await?;
     let (metrics_addr, _ops) = ctx
@@ -206,9 +224,43 @@ pub async fn start(
         max_wait: std::time::Duration::from_millis(config.max_wait_ms),
         parallel_batches: config.replicas,
     };
+    let job_runner = if config.job_concurrency > 0 {
+        ctx.dead_letters.spawn_max_deliveries_watch(
+            ctx.client.clone(),
+            streams::JOBS,
+            consumers::JOBS_SUBTITLES,
+            shutdown.clone(),
+        );
+        let job_settings = jobs::JobSettings {
+            chunk: config.job_chunk.max(1),
+            window: config.job_window.max(1),
+            max_file_bytes: config.max_subtitle_bytes,
+            stall_timeout: std::time::Duration::from_secs(config.job_stall_timeout_s.max(1)),
+            concurrent_jobs: config.job_concurrency,
+            ..jobs::JobSettings::default()
+        };
+        let runner = jobs::SubtitleJobs::new(
+            ctx.clone(),
+            job_settings,
+            job_metrics,
+            in_flight.clone(),
+            job_ack_wait,
+            max_deliver,
+        )
+        .await?;
+        Some(tokio::spawn(runner.run(shutdown.clone())))
+    } else {
+        None
+    };
     let worker =
         consumer::Worker::new(ctx, Arc::new(translator), cache, metrics, in_flight, policy);
-    let task = tokio::spawn(worker.run(shutdown));
+    let task = tokio::spawn(async move {
+        let served = worker.run(shutdown).await;
+        if let Some(jobs) = job_runner {
+            jobs.await??;
+        }
+        served
+    });
     Ok(Running {
         metrics_addr,
         instance,

@@ -7,11 +7,13 @@
 //! This crate holds no inference code (no whisper-rs, no ct2rs); its only HTTP code is the
 //! shared ops endpoint (`/metrics`, `/healthz`) in [`metrics`].
 
+pub mod audio;
 pub mod codec;
 pub mod config;
 pub mod dlq;
 pub mod eval;
 pub mod ids;
+pub mod jobs;
 pub mod languages;
 pub mod messages;
 pub mod metrics;

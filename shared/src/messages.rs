@@ -353,11 +353,31 @@ pub struct JobSpec {
     /// Output format; `None` = same as the input (subtitles) or SRT (audio).
     #[serde(default)]
     pub output_format: Option<SubtitleFormat>,
-    /// sha256 of the input bytes + options: the dedup key, also the `Nats-Msg-Id`.
+    /// sha256 of the input bytes + options: the dedup key (see [`crate::jobs`]). The job
+    /// message's `Nats-Msg-Id` is the job id (plus the stage), so a failed job can be retried.
     pub content_hash: String,
     pub submitted_at_ms: UnixMs,
 }
 wire!(JobSpec, 1, "job.spec");
+
+/// One output file of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    /// FLORES-200 language of the file's text.
+    pub lang: String,
+    /// `true` for the transcript of an audio job (source language), `false` for a translation.
+    #[serde(default)]
+    pub transcript: bool,
+    /// Object Store key.
+    pub object: String,
+    /// Suggested download name, e.g. `film.vi.srt`.
+    pub file_name: String,
+    pub format: SubtitleFormat,
+    pub cues: u64,
+    /// Cues whose text did not fit the line layout (kept whole, never truncated).
+    #[serde(default)]
+    pub overlong_cues: u64,
+}
 
 /// Where a job is; the latest is kept in the `vb-jobs` KV bucket under the job id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -387,6 +407,23 @@ pub struct JobStatus {
     #[serde(default)]
     pub result_objects: Vec<String>,
     pub updated_at_ms: UnixMs,
+    /// What the job is (kept in the status so listings need no second lookup).
+    #[serde(default)]
+    pub kind: Option<JobKind>,
+    #[serde(default)]
+    pub file_name: Option<String>,
+    #[serde(default)]
+    pub source_lang: Option<String>,
+    #[serde(default)]
+    pub target_langs: Vec<String>,
+    #[serde(default)]
+    pub submitted_at_ms: Option<UnixMs>,
+    /// The output files, with their languages and names.
+    #[serde(default)]
+    pub results: Vec<JobResult>,
+    /// Deliveries of the job message so far (more than 1 after a worker died or a retry).
+    #[serde(default)]
+    pub attempts: u32,
 }
 wire!(JobStatus, 1, "job.status");
 

@@ -209,6 +209,13 @@ fn samples() -> Vec<Sample> {
                 error: None,
                 result_objects: vec![],
                 updated_at_ms: T,
+                kind: None,
+                file_name: None,
+                source_lang: None,
+                target_langs: vec![],
+                submitted_at_ms: None,
+                results: vec![],
+                attempts: 0,
             }
         ),
         sample!(

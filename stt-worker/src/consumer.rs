@@ -18,16 +18,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use voxbridge_shared::SessionId;
 use voxbridge_shared::codec;
-use voxbridge_shared::messages::{JobSpec, SessionOpen};
+use voxbridge_shared::messages::SessionOpen;
 use voxbridge_shared::service::ServiceContext;
 use voxbridge_shared::shutdown::DEFAULT_SHUTDOWN_GRACE;
 use voxbridge_shared::subjects::{consumers, streams};
 
 use crate::session::{self, SessionSettings};
 use crate::transcriber::Transcriber;
-
-/// How long an audio job this worker cannot run yet waits before it is offered again.
-pub const RELEASE_DELAY: Duration = Duration::from_secs(30);
 
 /// STT-specific metrics (`voxbridge_stt_…`).
 #[derive(Debug, Clone)]
@@ -104,6 +101,7 @@ pub struct Worker {
     max_sessions: usize,
     settings: SessionSettings,
     active: Arc<Mutex<HashSet<SessionId>>>,
+    audio_jobs: crate::jobs::AudioJobs,
 }
 
 impl Worker {
@@ -114,6 +112,7 @@ impl Worker {
         in_flight: Arc<AtomicU32>,
         max_sessions: usize,
         settings: SessionSettings,
+        audio_jobs: crate::jobs::AudioJobs,
     ) -> Self {
         Self {
             ctx,
@@ -123,6 +122,7 @@ impl Worker {
             max_sessions,
             settings,
             active: Arc::default(),
+            audio_jobs,
         }
     }
 
@@ -133,7 +133,7 @@ impl Worker {
             .await?;
         let jobs = self.pull(streams::JOBS, consumers::JOBS_AUDIO).await?;
         let tracker = TaskTracker::new();
-        let jobs_task = tokio::spawn(self.clone().jobs_loop(jobs, shutdown.clone()));
+        let jobs_task = tokio::spawn(self.audio_jobs.clone().run(jobs, shutdown.clone()));
         let slots = Arc::new(Semaphore::new(self.max_sessions));
         loop {
             let slot = tokio::select! {
@@ -210,33 +210,6 @@ impl Worker {
         let _ = jobs_task.await;
         tracing::info!("STT worker drained");
         Ok(())
-    }
-
-    async fn jobs_loop(self, jobs: PullConsumer, shutdown: CancellationToken) {
-        let mut messages = match jobs.stream().max_messages_per_batch(1).messages().await {
-            Ok(m) => m,
-            Err(error) => {
-                tracing::error!(%error, "cannot consume audio jobs");
-                return;
-            }
-        };
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                next = messages.next() => next,
-            };
-            match next {
-                Some(Ok(message)) => match codec::decode::<JobSpec>(&message.payload) {
-                    Ok(job) => {
-                        tracing::warn!(job_id = %job.job_id, "audio-file jobs are not implemented yet (issue 6); releasing the job");
-                        let _ = message.ack_with(AckKind::Nak(Some(RELEASE_DELAY))).await;
-                    }
-                    Err(error) => self.malformed(&message, streams::JOBS, &error).await,
-                },
-                Some(Err(error)) => tracing::warn!(%error, "pull from audio-job consumer failed"),
-                None => break,
-            }
-        }
     }
 
     async fn pull(&self, stream: &str, consumer: &str) -> anyhow::Result<PullConsumer> {

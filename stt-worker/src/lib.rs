@@ -8,9 +8,10 @@
 //!
 //! Live sessions: [`consumer`] claims them, [`session`] reads their audio and publishes events,
 //! [`policy`] decides what is stable and what is final, [`transcriber`] runs whisper. Audio-file
-//! jobs (issue 6) are not built yet: they are released back to the queue.
+//! jobs: [`jobs`] transcribes a WAV file into subtitles and hands them to the translation stage.
 
 pub mod consumer;
+pub mod jobs;
 pub mod policy;
 pub mod session;
 pub mod transcriber;
@@ -97,6 +98,9 @@ pub struct Config {
     /// Language for sessions that do not name one (whisper code such as "en"); empty = detect.
     #[arg(long, env = "VOXBRIDGE_STT_LANGUAGE", default_value = "")]
     pub language: String,
+    /// Longest audio file an audio job may hold, in seconds.
+    #[arg(long, env = "VOXBRIDGE_STT_MAX_JOB_AUDIO_S", default_value_t = 4 * 3600)]
+    pub max_job_audio_s: u64,
 }
 
 impl Config {
@@ -142,13 +146,15 @@ pub async fn start(
 
     let started = std::time::Instant::now();
     let path = config.model.clone();
-    let transcriber = tokio::task::spawn_blocking(move || Transcriber::load(&path)).await??;
+    let transcriber =
+        Arc::new(tokio::task::spawn_blocking(move || Transcriber::load(&path)).await??);
     metrics
         .model_load_seconds
         .set(started.elapsed().as_secs_f64());
     tracing::info!(model = transcriber.name(), "whisper model loaded");
 
     let settings = settings.unwrap_or_else(|| config.topology.settings());
+    let (job_ack_wait, max_deliver) = (settings.job_ack_wait, settings.max_deliver);
     let session_settings = session::SessionSettings {
         policy: policy::PolicyConfig {
             step_ms: config.step_ms,
@@ -184,13 +190,29 @@ pub async fn start(
         );
     }
     let instance = ctx.instance.clone();
+    let audio_jobs = jobs::AudioJobs::new(
+        ctx.clone(),
+        transcriber.clone(),
+        jobs::AudioJobSettings {
+            threads: config.threads,
+            beam_size: config.beam_size.max(1),
+            max_audio_s: config.max_job_audio_s as f64,
+            default_language: (!config.language.is_empty()).then(|| config.language.clone()),
+            ..jobs::AudioJobSettings::default()
+        },
+        in_flight.clone(),
+        job_ack_wait,
+        max_deliver,
+    )
+    .await?;
     let worker = consumer::Worker::new(
         ctx,
-        Arc::new(transcriber),
+        transcriber,
         metrics,
         in_flight,
         config.max_sessions,
         session_settings,
+        audio_jobs,
     );
     let task = tokio::spawn(worker.run(shutdown));
     Ok(Running {

@@ -103,6 +103,22 @@ impl Transcriber {
         audio: &[f32],
         options: &TranscribeOptions,
     ) -> Result<(Vec<Segment>, Option<String>), TranscriberError> {
+        self.transcribe_with_progress(audio, options, None::<fn(i32)>)
+    }
+
+    /// Whether the model knows languages other than English (`*.en` models do not).
+    pub fn is_multilingual(&self) -> bool {
+        self.context.is_multilingual()
+    }
+
+    /// Like [`Transcriber::transcribe_detect`], calling `progress` with whisper's percentage
+    /// as it works through long audio (files).
+    pub fn transcribe_with_progress<F: FnMut(i32) + 'static>(
+        &self,
+        audio: &[f32],
+        options: &TranscribeOptions,
+        progress: Option<F>,
+    ) -> Result<(Vec<Segment>, Option<String>), TranscriberError> {
         let mut state = self
             .context
             .create_state()
@@ -132,6 +148,9 @@ impl Transcriber {
         }
         if let Some(ctx) = options.audio_ctx {
             params.set_audio_ctx(ctx as i32);
+        }
+        if let Some(progress) = progress {
+            params.set_progress_callback_safe(progress);
         }
         state
             .full(params, audio)

@@ -289,6 +289,13 @@ async fn every_message_type_goes_through_its_stream_and_decodes() {
         error: None,
         result_objects: vec![],
         updated_at_ms: now,
+        kind: None,
+        file_name: None,
+        source_lang: None,
+        target_langs: vec![],
+        submitted_at_ms: None,
+        results: vec![],
+        attempts: 0,
     };
     let kv = js
         .get_key_value(ns.bucket(buckets::JOBS))

@@ -1,9 +1,11 @@
 //! `voxctl`, the command-line client: checks an installation (`doctor`), manages the JetStream
-//! topology (`topology export|ensure`), and — in later issues — submits jobs, replays sessions and
-//! evaluates quality.
+//! topology (`topology export|ensure`), streams files through live sessions (`live`), submits
+//! and follows batch jobs (`translate-subs`, `transcribe`, `jobs`, `job`) and benchmarks.
 
 pub mod bench;
+pub mod bench_subs;
 pub mod doctor;
+pub mod jobs;
 pub mod live;
 
 use std::path::PathBuf;
@@ -40,6 +42,19 @@ pub enum Command {
     /// Stream a WAV file through a live session (like a microphone) and print the transcript
     /// and translations as they arrive.
     Live(live::LiveArgs),
+    /// Translate an SRT or WebVTT file (a batch job): shows progress, then writes
+    /// `<name>.<lang>.<ext>` for each target into `--out`.
+    TranslateSubs(jobs::TranslateSubsArgs),
+    /// Transcribe a WAV file into subtitles (a batch job), and translate them with `--to`.
+    Transcribe(jobs::TranscribeArgs),
+    /// List the batch jobs still kept.
+    Jobs {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job; `--wait` follows it and downloads its results.
+    Job(jobs::JobArgs),
     /// Benchmarks against a running system.
     Bench {
         #[command(subcommand)]
@@ -60,6 +75,9 @@ pub enum BenchWhat {
     /// Latency users of live sessions wait for (first partial, final, translation) with several
     /// sessions streaming at real-time pace.
     Live(live::BenchLiveArgs),
+    /// A generated subtitle file (500 cues by default) as one batch job against one
+    /// `POST /v1/translate` per cue, one at a time (the old service's behaviour).
+    Subs(bench_subs::BenchSubsArgs),
 }
 
 /// `voxctl topology …`
@@ -89,11 +107,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(if report.ok() { 0 } else { 1 })
         }
         Command::Live(args) => live::run_live(&args).await,
+        Command::TranslateSubs(args) => jobs::translate_subs(&cli.nats, &args).await,
+        Command::Transcribe(args) => jobs::transcribe(&cli.nats, &args).await,
+        Command::Jobs { json } => jobs::list(&cli.nats, json).await,
+        Command::Job(args) => jobs::show(&cli.nats, &args).await,
         Command::Bench {
             what: BenchWhat::Live(args),
         } => {
             let levels = live::bench_live(&args).await?;
             print!("{}", live::table(&levels));
+            Ok(0)
+        }
+        Command::Bench {
+            what: BenchWhat::Subs(args),
+        } => {
+            let report = bench_subs::run(&args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(0)
         }
         Command::Bench {

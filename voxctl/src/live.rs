@@ -68,65 +68,10 @@ pub struct BenchLiveArgs {
 
 /// 16 kHz mono s16 samples of a WAV file of any rate, channel count and sample format.
 pub fn read_wav_16k(path: &Path) -> anyhow::Result<Vec<i16>> {
-    let mut reader =
-        hound::WavReader::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let spec = reader.spec();
-    let channels = usize::from(spec.channels.max(1));
-    let floats: Vec<f32> = match spec.sample_format {
-        hound::SampleFormat::Float => reader.samples::<f32>().collect::<Result<_, _>>()?,
-        hound::SampleFormat::Int => {
-            let scale = (1u64 << (spec.bits_per_sample.saturating_sub(1))) as f32;
-            reader
-                .samples::<i32>()
-                .map(|s| s.map(|s| s as f32 / scale))
-                .collect::<Result<_, _>>()?
-        }
-    };
-    let mono: Vec<f32> = floats
-        .chunks(channels)
-        .map(|frame| frame.iter().sum::<f32>() / channels as f32)
-        .collect();
-    let resampled = if spec.sample_rate == 16_000 {
-        mono
-    } else {
-        resample(&mono, spec.sample_rate, 16_000)?
-    };
-    Ok(resampled
-        .iter()
-        .map(|s| (s.clamp(-1.0, 1.0) * 32767.0) as i16)
-        .collect())
-}
-
-/// Band-limited resampling with rubato (sinc interpolation).
-fn resample(input: &[f32], from: u32, to: u32) -> anyhow::Result<Vec<f32>> {
-    use rubato::{
-        Resampler, SincFixedIn, SincInterpolationParameters, SincInterpolationType, WindowFunction,
-    };
-    let params = SincInterpolationParameters {
-        sinc_len: 128,
-        f_cutoff: 0.95,
-        interpolation: SincInterpolationType::Linear,
-        oversampling_factor: 128,
-        window: WindowFunction::BlackmanHarris2,
-    };
-    let chunk = 4096;
-    let mut resampler =
-        SincFixedIn::<f32>::new(f64::from(to) / f64::from(from), 1.0, params, chunk, 1)?;
-    let mut out = Vec::with_capacity(input.len() * to as usize / from as usize + chunk);
-    let mut pos = 0;
-    while pos + chunk <= input.len() {
-        let block = resampler.process(&[&input[pos..pos + chunk]], None)?;
-        out.extend_from_slice(&block[0]);
-        pos += chunk;
-    }
-    let block = resampler.process_partial(Some(&[&input[pos..]]), None)?;
-    out.extend_from_slice(&block[0]);
-    // Flush the filter's delay.
-    let block = resampler.process_partial::<&[f32]>(None, None)?;
-    out.extend_from_slice(&block[0]);
-    let delay = resampler.output_delay();
-    let expected = input.len() * to as usize / from as usize;
-    Ok(out.into_iter().skip(delay).take(expected).collect())
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let samples = voxbridge_shared::audio::decode_wav_16k(&bytes)
+        .with_context(|| format!("decoding {}", path.display()))?;
+    Ok(voxbridge_shared::audio::to_i16(&samples))
 }
 
 /// What one streamed session measured.

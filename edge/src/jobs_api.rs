@@ -1,0 +1,442 @@
+//! Batch jobs over REST (docs/ARCHITECTURE.md, "Batch jobs"):
+//!
+//! - `POST /v1/jobs` — multipart form: `file` (the SRT/WebVTT or WAV file, with its file
+//!   name), `to` (target languages, comma-separated or repeated), optional `from` (source
+//!   language; subtitles default to English, audio is detected), `format` (`srt`|`vtt`), `kind`
+//!   (`subtitles`|`audio`; by default a WAV file is audio, anything else subtitles).
+//!   202 with the job for a new job, 200 with the existing one for a duplicate submission
+//!   (same file, same options); `Location: /v1/jobs/<id>`.
+//! - `GET /v1/jobs` — every job still kept, newest first.
+//! - `GET /v1/jobs/{id}` — one job: state, progress, message, error, results.
+//! - `GET /v1/jobs/{id}/result?lang=vi` — a result file (`lang` may be left out when the job
+//!   has one result; for an audio job the source language gives the transcript).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use voxbridge_shared::JobId;
+use voxbridge_shared::jobs::{JobError, JobStore, Submission};
+use voxbridge_shared::languages;
+use voxbridge_shared::messages::{JobKind, JobState, JobStatus, SubtitleFormat};
+
+use crate::error::ApiError;
+
+/// State of the job routes.
+#[derive(Debug, Clone)]
+pub struct JobsState {
+    pub store: JobStore,
+    pub max_bytes: usize,
+    pub max_targets: usize,
+}
+
+/// The job routes.
+pub fn router(state: JobsState) -> Router {
+    // Room for the multipart envelope around the largest file.
+    let body_limit = state.max_bytes.saturating_add(64 * 1024);
+    Router::new()
+        .route(
+            "/v1/jobs",
+            post(submit).layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .route("/v1/jobs", get(list))
+        .route("/v1/jobs/{id}", get(show))
+        .route("/v1/jobs/{id}/result", get(result))
+        .with_state(state)
+}
+
+/// A job as the API shows it (languages as short codes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: String,
+    pub state: JobState,
+    pub progress: f32,
+    pub message: Option<String>,
+    pub error: Option<voxbridge_shared::messages::ErrorInfo>,
+    pub kind: Option<JobKind>,
+    pub file_name: Option<String>,
+    pub source: Option<String>,
+    pub targets: Vec<String>,
+    pub submitted_at_ms: Option<u64>,
+    pub updated_at_ms: u64,
+    pub attempts: u32,
+    pub results: Vec<ResultView>,
+    /// Set on a submission answered with an existing job.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deduplicated: bool,
+}
+
+/// One result file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResultView {
+    pub lang: String,
+    pub transcript: bool,
+    pub file_name: String,
+    pub format: SubtitleFormat,
+    pub cues: u64,
+    pub overlong_cues: u64,
+    pub url: String,
+}
+
+fn short(flores: &str) -> String {
+    languages::by_flores(flores)
+        .map(|l| l.bcp47.to_string())
+        .unwrap_or_else(|| flores.to_string())
+}
+
+impl JobView {
+    fn from_status(status: &JobStatus, deduplicated: bool) -> Self {
+        let id = status.job_id.to_string();
+        Self {
+            state: status.state,
+            progress: status.progress,
+            message: status.message.clone(),
+            error: status.error.clone(),
+            kind: status.kind,
+            file_name: status.file_name.clone(),
+            source: status.source_lang.as_deref().map(short),
+            targets: status.target_langs.iter().map(|t| short(t)).collect(),
+            submitted_at_ms: status.submitted_at_ms,
+            updated_at_ms: status.updated_at_ms,
+            attempts: status.attempts,
+            results: status
+                .results
+                .iter()
+                .map(|r| ResultView {
+                    lang: short(&r.lang),
+                    transcript: r.transcript,
+                    file_name: r.file_name.clone(),
+                    format: r.format,
+                    cues: r.cues,
+                    overlong_cues: r.overlong_cues,
+                    url: format!("/v1/jobs/{id}/result?lang={}", short(&r.lang)),
+                })
+                .collect(),
+            deduplicated,
+            id,
+        }
+    }
+}
+
+fn job_error(e: JobError) -> ApiError {
+    match e {
+        JobError::NotFound(id) => ApiError::NotFound(format!("job {id} not found")),
+        JobError::TooLarge { size, limit } => ApiError::FileTooLarge { size, limit },
+        JobError::Invalid(m) => ApiError::InvalidRequest(m),
+        other => ApiError::Unavailable(other.to_string()),
+    }
+}
+
+fn parse_id(id: &str) -> Result<JobId, ApiError> {
+    id.parse()
+        .map_err(|e: voxbridge_shared::ids::InvalidId| ApiError::InvalidRequest(e.to_string()))
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::FileTooLarge {
+            size: limit.saturating_add(1),
+            limit,
+        }
+    } else {
+        ApiError::InvalidRequest(format!("invalid multipart body: {}", e.body_text()))
+    }
+}
+
+/// Whether bytes look like a WAV file.
+fn is_wav(bytes: &[u8]) -> bool {
+    bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WAVE"
+}
+
+async fn submit(State(state): State<JobsState>, mut form: Multipart) -> Response {
+    match submit_inner(&state, &mut form).await {
+        Ok((view, created)) => {
+            let status = if created {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            let mut response = (status, Json(&view)).into_response();
+            if let Ok(location) = HeaderValue::from_str(&format!("/v1/jobs/{}", view.id)) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn submit_inner(
+    state: &JobsState,
+    form: &mut Multipart,
+) -> Result<(JobView, bool), ApiError> {
+    let mut file: Option<(String, Bytes)> = None;
+    let mut targets: Vec<String> = Vec::new();
+    let mut source: Option<String> = None;
+    let mut format: Option<SubtitleFormat> = None;
+    let mut kind: Option<JobKind> = None;
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(e, state.max_bytes))?
+    {
+        let name = field.name().unwrap_or_default().to_string();
+        match name.as_str() {
+            "file" => {
+                let file_name = field.file_name().unwrap_or("upload").to_string();
+                let bytes = field
+                    .bytes()
+                    .await
+                    .map_err(|e| multipart_error(e, state.max_bytes))?;
+                if bytes.len() > state.max_bytes {
+                    return Err(ApiError::FileTooLarge {
+                        size: bytes.len(),
+                        limit: state.max_bytes,
+                    });
+                }
+                file = Some((file_name, bytes));
+            }
+            "to" | "target" | "targets" => {
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|e| multipart_error(e, state.max_bytes))?;
+                targets.extend(
+                    text.split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_string),
+                );
+            }
+            "from" | "source" => {
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|e| multipart_error(e, state.max_bytes))?;
+                let text = text.trim();
+                if !text.is_empty() && text != "auto" {
+                    source = Some(text.to_string());
+                }
+            }
+            "format" => {
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|e| multipart_error(e, state.max_bytes))?;
+                format = match text.trim().to_ascii_lowercase().as_str() {
+                    "" => None,
+                    "srt" => Some(SubtitleFormat::Srt),
+                    "vtt" | "webvtt" => Some(SubtitleFormat::Vtt),
+                    other => {
+                        return Err(ApiError::InvalidRequest(format!(
+                            "format {other:?}: expected srt or vtt"
+                        )));
+                    }
+                };
+            }
+            "kind" => {
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|e| multipart_error(e, state.max_bytes))?;
+                kind = match text.trim() {
+                    "" => None,
+                    "subtitles" => Some(JobKind::Subtitles),
+                    "audio" => Some(JobKind::Audio),
+                    other => {
+                        return Err(ApiError::InvalidRequest(format!(
+                            "kind {other:?}: expected subtitles or audio"
+                        )));
+                    }
+                };
+            }
+            other => {
+                return Err(ApiError::InvalidRequest(format!(
+                    "unknown form field {:?}: expected file, to, from, format, kind",
+                    other.chars().take(32).collect::<String>()
+                )));
+            }
+        }
+    }
+    let (file_name, bytes) =
+        file.ok_or_else(|| ApiError::InvalidRequest("the form has no `file` field".into()))?;
+    let kind = kind.unwrap_or(if is_wav(&bytes) {
+        JobKind::Audio
+    } else {
+        JobKind::Subtitles
+    });
+    if targets.len() > state.max_targets {
+        return Err(ApiError::InvalidRequest(format!(
+            "{} target languages; the limit is {}",
+            targets.len(),
+            state.max_targets
+        )));
+    }
+    let mut target_langs = Vec::with_capacity(targets.len());
+    for t in &targets {
+        let lang = languages::resolve(t).map_err(|e| ApiError::UnknownLanguage(e.to_string()))?;
+        if !target_langs.contains(&lang.flores.to_string()) {
+            target_langs.push(lang.flores.to_string());
+        }
+    }
+    if kind == JobKind::Subtitles && target_langs.is_empty() {
+        return Err(ApiError::InvalidRequest(
+            "`to` must name at least one target language".into(),
+        ));
+    }
+    let source_lang = match source {
+        Some(s) => Some(
+            languages::resolve(&s)
+                .map_err(|e| ApiError::UnknownLanguage(e.to_string()))?
+                .flores
+                .to_string(),
+        ),
+        None => None,
+    };
+    let submitted = state
+        .store
+        .submit(Submission {
+            kind,
+            file_name,
+            bytes,
+            source_lang,
+            target_langs,
+            output_format: format,
+        })
+        .await
+        .map_err(job_error)?;
+    Ok((
+        JobView::from_status(&submitted.status, submitted.deduplicated),
+        !submitted.deduplicated,
+    ))
+}
+
+async fn list(State(state): State<JobsState>) -> Response {
+    match state.store.list().await {
+        Ok(jobs) => Json(
+            jobs.iter()
+                .map(|s| JobView::from_status(s, false))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => job_error(e).into_response(),
+    }
+}
+
+async fn status_of(state: &JobsState, id: &str) -> Result<JobStatus, ApiError> {
+    let id = parse_id(id)?;
+    state
+        .store
+        .status(&id)
+        .await
+        .map_err(job_error)?
+        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found (unknown, or expired)")))
+}
+
+async fn show(State(state): State<JobsState>, Path(id): Path<String>) -> Response {
+    match status_of(&state, &id).await {
+        Ok(status) => Json(JobView::from_status(&status, false)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ResultQuery {
+    lang: Option<String>,
+}
+
+async fn result(
+    State(state): State<JobsState>,
+    Path(id): Path<String>,
+    Query(query): Query<ResultQuery>,
+) -> Response {
+    match result_inner(&state, &id, query).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn result_inner(
+    state: &JobsState,
+    id: &str,
+    query: ResultQuery,
+) -> Result<Response, ApiError> {
+    let status = status_of(state, id).await?;
+    match status.state {
+        JobState::Succeeded => {}
+        JobState::Failed => {
+            let why = status
+                .error
+                .as_ref()
+                .map(|e| format!("{}: {}", e.code, e.message))
+                .unwrap_or_default();
+            return Err(ApiError::NotReady(format!("the job failed ({why})")));
+        }
+        other => {
+            return Err(ApiError::NotReady(format!(
+                "the job is {} ({:.0} %); try again later",
+                serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                status.progress * 100.0
+            )));
+        }
+    }
+    let chosen = match &query.lang {
+        Some(code) => {
+            let lang =
+                languages::resolve(code).map_err(|e| ApiError::UnknownLanguage(e.to_string()))?;
+            // A translation into the language first, else the transcript in it.
+            status
+                .results
+                .iter()
+                .filter(|r| r.lang == lang.flores)
+                .min_by_key(|r| r.transcript)
+        }
+        None if status.results.len() == 1 => status.results.first(),
+        None => {
+            let langs: Vec<String> = status.results.iter().map(|r| short(&r.lang)).collect();
+            return Err(ApiError::InvalidRequest(format!(
+                "the job has several results; choose one with ?lang= ({})",
+                langs.join(", ")
+            )));
+        }
+    };
+    let chosen = chosen.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no result in {:?}",
+            query.lang.as_deref().unwrap_or_default()
+        ))
+    })?;
+    let bytes = state
+        .store
+        .get_file(&chosen.object, usize::MAX)
+        .await
+        .map_err(job_error)?
+        .ok_or_else(|| ApiError::NotFound("the result file has expired".into()))?;
+    let mut response = (StatusCode::OK, bytes).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(match chosen.format {
+            SubtitleFormat::Srt => "application/x-subrip; charset=utf-8",
+            SubtitleFormat::Vtt => "text/vtt; charset=utf-8",
+        }),
+    );
+    // File names are made safe at submission (ASCII-safe characters or letters).
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        chosen
+            .file_name
+            .replace(|c: char| !c.is_ascii_graphic(), "_")
+    );
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}

@@ -1,0 +1,515 @@
+//! Batch jobs: submission with de-duplication, status in the `vb-jobs` KV bucket, input and
+//! result files in the `vb-files` Object Store, progress events on core NATS.
+//!
+//! Used by the edge (`POST /v1/jobs`), `voxctl` and the workers that run jobs, so every party
+//! reads and writes the same records:
+//!
+//! | KV key | value |
+//! |---|---|
+//! | `job.<job id>` | [`JobStatus`] (MessagePack) — the latest state, progress and results |
+//! | `hash.<content hash>` | the job id (UTF-8) — the de-duplication index |
+//!
+//! Object Store keys: `input/<job id>/<safe file name>` and `result/<job id>/<file name>`.
+//!
+//! **De-duplication.** The content hash is the SHA-256 of the options (kind, source, sorted
+//! targets, output format) and the file's bytes. Submitting the same file with the same options
+//! again returns the existing job (whatever its state) unless that job failed, in which case a
+//! new job is created: a failure may have been transient, and a poison file fails again quickly.
+//! The index entry is created atomically (`KV create`), so two concurrent submissions of one
+//! file get one job. Records expire with the bucket's max age (the job retention).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, object_store};
+use bytes::Bytes;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use crate::codec;
+use crate::ids::JobId;
+use crate::messages::{
+    ErrorInfo, JobKind, JobProgress, JobSpec, JobState, JobStatus, SubtitleFormat, UnixMs,
+    now_unix_ms,
+};
+use crate::subjects::{Namespace, buckets};
+
+/// Default largest input file accepted at submission (audio included).
+pub const DEFAULT_MAX_JOB_BYTES: usize = 256 * 1024 * 1024;
+
+/// Why a job operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("job {0} not found (unknown, or expired)")]
+    NotFound(JobId),
+    #[error("the file is {size} bytes; the limit is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("job storage unavailable: {0}")]
+    Storage(String),
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
+}
+
+impl JobError {
+    /// Stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            JobError::NotFound(_) => "job_not_found",
+            JobError::TooLarge { .. } => "file_too_large",
+            JobError::Invalid(_) => "invalid_request",
+            JobError::Storage(_) => "unavailable",
+            JobError::Codec(_) => "malformed_payload",
+        }
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> JobError {
+    JobError::Storage(e.to_string())
+}
+
+/// What a client asks for.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub kind: JobKind,
+    /// The file's name as the user gave it (only its last path component is kept).
+    pub file_name: String,
+    pub bytes: Bytes,
+    /// FLORES-200 source language; `None` = English for subtitles, detected for audio.
+    pub source_lang: Option<String>,
+    /// FLORES-200 targets (validated by the caller), in the order given.
+    pub target_langs: Vec<String>,
+    pub output_format: Option<SubtitleFormat>,
+}
+
+/// The answer to a submission.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub status: JobStatus,
+    /// `true` when an existing job with the same file and options was returned.
+    pub deduplicated: bool,
+}
+
+/// The last path component of a user-supplied name, with characters that are unsafe in
+/// Object Store keys, subjects or download headers replaced; never empty.
+pub fn safe_file_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = last
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(120)
+        .collect();
+    let cleaned = cleaned.trim_matches('.').to_string();
+    if cleaned.is_empty() {
+        "file".to_string()
+    } else {
+        cleaned
+    }
+}
+
+/// The file name without its extension (`film.en.srt` → `film.en`).
+pub fn file_stem(name: &str) -> &str {
+    match name.rfind('.') {
+        Some(i) if i > 0 => &name[..i],
+        _ => name,
+    }
+}
+
+/// The de-duplication key of a submission.
+pub fn content_hash(submission: &Submission) -> String {
+    let mut targets = submission.target_langs.clone();
+    targets.sort();
+    targets.dedup();
+    let options = serde_json::json!({
+        "v": 1,
+        "kind": submission.kind,
+        "source": submission.source_lang,
+        "targets": targets,
+        "format": submission.output_format,
+    });
+    let mut hasher = Sha256::new();
+    hasher.update(options.to_string().as_bytes());
+    hasher.update([0u8]);
+    hasher.update(&submission.bytes);
+    hex::encode(hasher.finalize())
+}
+
+/// Handle on the job records; cheap to clone.
+#[derive(Clone)]
+pub struct JobStore {
+    js: jetstream::Context,
+    client: async_nats::Client,
+    namespace: Namespace,
+    kv: kv::Store,
+    files: object_store::ObjectStore,
+}
+
+impl std::fmt::Debug for JobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobStore")
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
+impl JobStore {
+    /// Opens the bucket and object store (created by `ensure_topology`).
+    pub async fn open(
+        client: async_nats::Client,
+        js: jetstream::Context,
+        namespace: Namespace,
+    ) -> Result<Self, JobError> {
+        let kv = js
+            .get_key_value(namespace.bucket(buckets::JOBS))
+            .await
+            .map_err(storage)?;
+        let files = js
+            .get_object_store(namespace.bucket(buckets::FILES))
+            .await
+            .map_err(storage)?;
+        Ok(Self {
+            js,
+            client,
+            namespace,
+            kv,
+            files,
+        })
+    }
+
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// Stores the file, records the job and queues it; or returns the existing job for the same
+    /// file and options.
+    pub async fn submit(&self, submission: Submission) -> Result<Submitted, JobError> {
+        if submission.bytes.is_empty() {
+            return Err(JobError::Invalid("the file is empty".into()));
+        }
+        if submission.kind == JobKind::Subtitles && submission.target_langs.is_empty() {
+            return Err(JobError::Invalid(
+                "a subtitle job needs at least one target language".into(),
+            ));
+        }
+        let hash = content_hash(&submission);
+        let job_id = JobId::new();
+        let index_key = format!("hash.{hash}");
+        // Claim the hash, or find who has it.
+        loop {
+            match self
+                .kv
+                .create(&index_key, Bytes::from(job_id.to_string()))
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    let Some(entry) = self.kv.entry(&index_key).await.map_err(storage)? else {
+                        continue; // expired or deleted in between: try again
+                    };
+                    let existing: Option<JobId> = std::str::from_utf8(&entry.value)
+                        .ok()
+                        .and_then(|s| s.parse().ok());
+                    let status = match existing {
+                        Some(id) => self.status(&id).await?,
+                        None => None,
+                    };
+                    match status {
+                        Some(status) if status.state != JobState::Failed => {
+                            return Ok(Submitted {
+                                status,
+                                deduplicated: true,
+                            });
+                        }
+                        _ => {
+                            // Failed, unreadable or expired: replace the index entry, guarded
+                            // by its revision so only one retry wins.
+                            match self
+                                .kv
+                                .update(&index_key, Bytes::from(job_id.to_string()), entry.revision)
+                                .await
+                            {
+                                Ok(_) => break,
+                                Err(_) => continue,
+                            }
+                        }
+                    }
+                }
+                Err(e) => return Err(storage(e)),
+            }
+        }
+
+        let file_name = safe_file_name(&submission.file_name);
+        let input_object = format!("input/{job_id}/{file_name}");
+        let mut reader = submission.bytes.as_ref();
+        self.files
+            .put(input_object.as_str(), &mut reader)
+            .await
+            .map_err(storage)?;
+        let now = now_unix_ms();
+        let spec = JobSpec {
+            v: 1,
+            job_id,
+            kind: submission.kind,
+            input_object,
+            file_name: file_name.clone(),
+            source_lang: submission.source_lang.clone(),
+            target_langs: submission.target_langs.clone(),
+            output_format: submission.output_format,
+            content_hash: hash,
+            submitted_at_ms: now,
+        };
+        let status = JobStatus {
+            v: 1,
+            job_id,
+            state: JobState::Queued,
+            progress: 0.0,
+            message: Some("queued".into()),
+            error: None,
+            result_objects: vec![],
+            updated_at_ms: now,
+            kind: Some(submission.kind),
+            file_name: Some(file_name),
+            source_lang: submission.source_lang,
+            target_langs: submission.target_langs,
+            submitted_at_ms: Some(now),
+            results: vec![],
+            attempts: 0,
+        };
+        self.put_status(&status).await?;
+        self.enqueue(&spec, "").await?;
+        Ok(Submitted {
+            status,
+            deduplicated: false,
+        })
+    }
+
+    /// Publishes a job message on `vb.job.<kind>` (message id = job id + `stage`, so a retried
+    /// publish is stored once).
+    pub async fn enqueue(&self, spec: &JobSpec, stage: &str) -> Result<(), JobError> {
+        let payload = Bytes::from(codec::encode(spec)?);
+        let msg_id = format!("job-{}{stage}", spec.job_id);
+        crate::nats::publish_with_id(&self.js, self.namespace.job(spec.kind), &msg_id, payload)
+            .await
+            .map_err(storage)?
+            .await
+            .map_err(storage)?;
+        Ok(())
+    }
+
+    /// The job's status, if it exists.
+    pub async fn status(&self, id: &JobId) -> Result<Option<JobStatus>, JobError> {
+        match self.kv.get(format!("job.{id}")).await.map_err(storage)? {
+            Some(bytes) => Ok(Some(codec::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes the job's status (last writer wins; only the job's current runner writes).
+    pub async fn put_status(&self, status: &JobStatus) -> Result<(), JobError> {
+        let payload = Bytes::from(codec::encode(status)?);
+        self.kv
+            .put(format!("job.{}", status.job_id), payload)
+            .await
+            .map_err(storage)?;
+        Ok(())
+    }
+
+    /// Every job still kept, newest first.
+    pub async fn list(&self) -> Result<Vec<JobStatus>, JobError> {
+        let mut keys = self.kv.keys().await.map_err(storage)?;
+        let mut ids = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(storage)?;
+            if let Some(id) = key
+                .strip_prefix("job.")
+                .and_then(|s| s.parse::<JobId>().ok())
+            {
+                ids.push(id);
+            }
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(status) = self.status(&id).await? {
+                out.push(status);
+            }
+        }
+        out.sort_by_key(|s| std::cmp::Reverse(s.job_id));
+        Ok(out)
+    }
+
+    /// Watches the job's status record: yields each new version.
+    pub async fn watch(
+        &self,
+        id: &JobId,
+    ) -> Result<impl futures::Stream<Item = JobStatus> + use<>, JobError> {
+        let watch = self.kv.watch(format!("job.{id}")).await.map_err(storage)?;
+        Ok(watch.filter_map(|entry| async move {
+            let entry = entry.ok()?;
+            codec::decode::<JobStatus>(&entry.value).ok()
+        }))
+    }
+
+    /// Stores a file.
+    pub async fn put_file(&self, key: &str, bytes: &[u8]) -> Result<(), JobError> {
+        let mut reader = bytes;
+        self.files.put(key, &mut reader).await.map_err(storage)?;
+        Ok(())
+    }
+
+    /// Reads a file; `Ok(None)` when it does not exist (expired).
+    pub async fn get_file(&self, key: &str, limit: usize) -> Result<Option<Bytes>, JobError> {
+        let mut object = match self.files.get(key).await {
+            Ok(object) => object,
+            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(storage(e)),
+        };
+        let size = object.info().size;
+        if size > limit {
+            return Err(JobError::TooLarge { size, limit });
+        }
+        let mut buf = Vec::with_capacity(size);
+        object.read_to_end(&mut buf).await.map_err(storage)?;
+        Ok(Some(Bytes::from(buf)))
+    }
+
+    /// Publishes a progress event (core NATS, best effort).
+    pub async fn progress(&self, id: &JobId, done: u64, total: u64, stage: &str) {
+        let event = JobProgress {
+            v: 1,
+            job_id: *id,
+            done,
+            total,
+            stage: stage.to_string(),
+            emitted_at_ms: now_unix_ms(),
+        };
+        if let Ok(payload) = codec::encode(&event) {
+            let _ = self
+                .client
+                .publish(self.namespace.job_progress(id), payload.into())
+                .await;
+        }
+    }
+
+    /// Subscribes to a job's progress events.
+    pub async fn subscribe_progress(
+        &self,
+        id: &JobId,
+    ) -> Result<impl futures::Stream<Item = JobProgress> + use<>, JobError> {
+        let sub = self
+            .client
+            .subscribe(self.namespace.job_progress(id))
+            .await
+            .map_err(storage)?;
+        Ok(sub.filter_map(|m| async move { codec::decode::<JobProgress>(&m.payload).ok() }))
+    }
+
+    /// Waits until the job succeeds or fails (or `timeout` passes).
+    pub async fn wait(&self, id: &JobId, timeout: Duration) -> Result<JobStatus, JobError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut watch = Box::pin(self.watch(id).await?);
+        loop {
+            if let Some(status) = self.status(id).await?
+                && matches!(status.state, JobState::Succeeded | JobState::Failed)
+            {
+                return Ok(status);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    return self.status(id).await?.ok_or(JobError::NotFound(*id));
+                }
+                next = watch.next() => match next {
+                    Some(status) if matches!(status.state, JobState::Succeeded | JobState::Failed) => return Ok(status),
+                    Some(_) => {}
+                    None => tokio::time::sleep(Duration::from_millis(200)).await,
+                },
+                // A missed watch update costs at most this.
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    }
+}
+
+/// Marks a status as failed with a code.
+pub fn failed(mut status: JobStatus, code: &str, message: &str) -> JobStatus {
+    status.state = JobState::Failed;
+    status.error = Some(ErrorInfo {
+        code: code.to_string(),
+        message: message.to_string(),
+    });
+    status.message = Some(format!("failed: {message}"));
+    status.updated_at_ms = now_unix_ms();
+    status
+}
+
+/// A fresh status for a job spec (when a worker finds no record, e.g. a job queued by hand).
+pub fn status_for(spec: &JobSpec, state: JobState, at: UnixMs) -> JobStatus {
+    JobStatus {
+        v: 1,
+        job_id: spec.job_id,
+        state,
+        progress: 0.0,
+        message: None,
+        error: None,
+        result_objects: vec![],
+        updated_at_ms: at,
+        kind: Some(spec.kind),
+        file_name: Some(spec.file_name.clone()),
+        source_lang: spec.source_lang.clone(),
+        target_langs: spec.target_langs.clone(),
+        submitted_at_ms: Some(spec.submitted_at_ms),
+        results: vec![],
+        attempts: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn submission(bytes: &'static [u8], targets: &[&str]) -> Submission {
+        Submission {
+            kind: JobKind::Subtitles,
+            file_name: "film.srt".into(),
+            bytes: Bytes::from_static(bytes),
+            source_lang: Some("eng_Latn".into()),
+            target_langs: targets.iter().map(|t| t.to_string()).collect(),
+            output_format: None,
+        }
+    }
+
+    #[test]
+    fn the_hash_covers_content_and_options_but_not_target_order() {
+        let a = content_hash(&submission(b"1\n", &["vie_Latn", "fra_Latn"]));
+        assert_eq!(
+            a,
+            content_hash(&submission(b"1\n", &["fra_Latn", "vie_Latn"]))
+        );
+        assert_ne!(
+            a,
+            content_hash(&submission(b"2\n", &["vie_Latn", "fra_Latn"]))
+        );
+        assert_ne!(a, content_hash(&submission(b"1\n", &["vie_Latn"])));
+        let mut vtt = submission(b"1\n", &["vie_Latn", "fra_Latn"]);
+        vtt.output_format = Some(SubtitleFormat::Vtt);
+        assert_ne!(a, content_hash(&vtt));
+        assert_eq!(a.len(), 64);
+    }
+
+    #[test]
+    fn file_names_are_made_safe() {
+        assert_eq!(safe_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(safe_file_name("C:\\films\\My Film.srt"), "My_Film.srt");
+        assert_eq!(safe_file_name(""), "file");
+        assert_eq!(safe_file_name(".."), "file");
+        assert_eq!(safe_file_name("Phim hay.vi.vtt"), "Phim_hay.vi.vtt");
+        assert_eq!(file_stem("film.en.srt"), "film.en");
+        assert_eq!(file_stem(".hidden"), ".hidden");
+    }
+}
