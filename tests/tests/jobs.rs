@@ -642,3 +642,58 @@ async fn a_file_that_is_not_audio_fails_the_audio_job_cleanly() {
     assert_eq!(code, 200);
     shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fixture_keeps_its_cues_timings_bom_and_line_endings_through_a_job() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let _mt = start_mt_worker(&env, &[], shutdown.clone()).await;
+    let store = job_store(&env).await;
+    for (name, source) in [
+        ("bom_crlf.srt", "eng_Latn"),
+        ("bom_crlf.vtt", "eng_Latn"),
+        ("chinese.srt", "zho_Hans"),
+        ("legacy_cr.srt", "eng_Latn"),
+        ("messy.srt", "eng_Latn"),
+        ("lecture.vtt", "eng_Latn"),
+    ] {
+        let bytes = std::fs::read(fixture(name)).expect("fixture");
+        let original = Subtitles::parse(&bytes).expect("parses");
+        let submitted = store
+            .submit(Submission {
+                kind: JobKind::Subtitles,
+                file_name: name.into(),
+                bytes: bytes.clone().into(),
+                source_lang: Some(source.into()),
+                target_langs: vec!["vie_Latn".into()],
+                output_format: None,
+            })
+            .await
+            .expect("submit");
+        let status = store
+            .wait(&submitted.status.job_id, Duration::from_secs(60))
+            .await
+            .expect("wait");
+        assert_eq!(status.state, JobState::Succeeded, "{name}: {status:?}");
+        let result = &status.results[0];
+        let out = store
+            .get_file(&result.object, usize::MAX)
+            .await
+            .expect("get")
+            .expect("stored");
+        let translated = Subtitles::parse(&out).expect("result parses");
+        assert_same_cues(&original, &translated);
+        assert_eq!(translated.format(), original.format(), "{name}");
+        assert_eq!(translated.has_bom(), original.has_bom(), "{name}: BOM kept");
+        assert_eq!(
+            translated.line_ending(),
+            original.line_ending(),
+            "{name}: line endings kept"
+        );
+        println!(
+            "{name}: {} cues, {} overlong after translation",
+            result.cues, result.overlong_cues
+        );
+    }
+    shutdown.cancel();
+}

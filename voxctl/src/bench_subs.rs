@@ -117,8 +117,10 @@ pub async fn run(args: &BenchSubsArgs) -> anyhow::Result<SubsReport> {
         .build()?;
     let base = args.url.trim_end_matches('/');
 
+    // Fresh nonces each run: no de-duplication with an earlier run's job, no cache hits.
+    let (job_nonce, cue_nonce) = nonces();
     // 1. The batch job.
-    let file = generated_srt(args.cues, "Quilan");
+    let file = generated_srt(args.cues, &job_nonce);
     let started = Instant::now();
     let form = reqwest::multipart::Form::new()
         .part(
@@ -166,7 +168,7 @@ pub async fn run(args: &BenchSubsArgs) -> anyhow::Result<SubsReport> {
     );
 
     // 2. One request per cue, one at a time.
-    let file = generated_srt(args.cues, "Zorvex");
+    let file = generated_srt(args.cues, &cue_nonce);
     let subtitles = voxbridge_shared::subtitles::Subtitles::parse(file.as_bytes())?;
     let texts: Vec<String> = subtitles.cues().iter().map(|c| c.plain_text()).collect();
     let started = Instant::now();
@@ -200,6 +202,28 @@ pub async fn run(args: &BenchSubsArgs) -> anyhow::Result<SubsReport> {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(report)
+}
+
+/// Two different capitalised six-letter words, different on every run.
+fn nonces() -> (String, String) {
+    let word = |seed: u128| -> String {
+        let mut x = seed;
+        (0..6)
+            .map(|i| {
+                let c = (b'a' + (x % 26) as u8) as char;
+                x /= 26;
+                if i == 0 { c.to_ascii_uppercase() } else { c }
+            })
+            .collect()
+    };
+    let a = ulid::Ulid::new().random();
+    let b = ulid::Ulid::new().random();
+    let (a, b) = (word(a), word(b ^ 1));
+    if a == b {
+        (a, format!("{}x", &b[..5]))
+    } else {
+        (a, b)
+    }
 }
 
 /// Sentence units of the generated file (what the job translates).

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Writes a CTranslate2 vocabulary map (vmap.txt) that restricts an NLLB model's output to the
+tokens of the deployment's target languages (scripts/make-vmap runs this; docs/BENCHMARKS.md).
+
+CTranslate2 reads `<source n-gram>\\t<candidate> <candidate> ...` lines; the line with an empty
+source is always allowed. We write:
+
+- the empty-source line: every sentencepiece piece of the N most frequent words of each target
+  language (wordfreq's lists, with and without the word-start marker, lower and capitalised),
+  every piece with no letters in it (digits, punctuation, symbols), every language code and the
+  special tokens;
+- one `piece\\tpiece` line per vocabulary piece, so whatever appears in a source sentence (a
+  name, a number, a URL) may be copied into the translation.
+
+Decoding then scores a few tens of thousands of tokens per step instead of NLLB's 256,206.
+"""
+import argparse
+import json
+import os
+import sys
+import unicodedata
+
+import sentencepiece as spm
+import wordfreq
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="CTranslate2 NLLB model directory")
+    ap.add_argument("--to", required=True, help="target languages, ISO 639-1, comma-separated (vi,fr)")
+    ap.add_argument("--words", type=int, default=50000, help="most frequent words per language")
+    ap.add_argument("--output", help="default: MODEL/vmap.txt")
+    args = ap.parse_args()
+
+    with open(os.path.join(args.model, "shared_vocabulary.json"), encoding="utf-8") as f:
+        vocab = json.load(f)
+    in_vocab = set(vocab)
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(args.model, "sentencepiece.bpe.model"))
+
+    always = {t for t in ("<s>", "</s>", "<unk>", "<pad>") if t in in_vocab}
+    # Language codes (xxx_Xxxx) and pieces without letters.
+    for t in vocab:
+        if len(t) == 8 and t[3] == "_" and t[:3].isalpha() and t[4:].isalpha():
+            always.add(t)
+        elif not any(unicodedata.category(c).startswith("L") for c in t):
+            always.add(t)
+    available = wordfreq.available_languages()
+    per_language = {}
+    for lang in [l.strip() for l in args.to.split(",") if l.strip()]:
+        base = lang.split("-")[0]
+        if base not in available:
+            sys.exit(f"wordfreq has no word list for {lang!r}; available: {', '.join(sorted(available))}")
+        pieces = set()
+        for word in wordfreq.top_n_list(base, args.words):
+            for form in {word, word.capitalize(), word.upper() if len(word) <= 4 else word}:
+                for text in (form, " " + form):
+                    pieces.update(p for p in sp.encode(text, out_type=str) if p in in_vocab)
+        per_language[lang] = len(pieces)
+        always |= pieces
+
+    out = args.output or os.path.join(args.model, "vmap.txt")
+    with open(out, "w", encoding="utf-8") as f:
+        f.write("\t" + " ".join(sorted(always)) + "\n")
+        for t in vocab:
+            if t and " " not in t and "\t" not in t and t not in always:
+                f.write(f"{t}\t{t}\n")
+    print(json.dumps({
+        "vmap": out,
+        "always_allowed": len(always),
+        "vocabulary": len(vocab),
+        "pieces_per_language": per_language,
+        "words_per_language": args.words,
+        "wordfreq": wordfreq.__version__ if hasattr(wordfreq, "__version__") else "?",
+    }))
+
+
+if __name__ == "__main__":
+    main()
