@@ -45,6 +45,7 @@ def main():
     ap.add_argument("--length", type=int, default=48, help="fixed output length (min = max)")
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--duration-s", type=float, default=60)
+    ap.add_argument("--use-vmap", action="store_true", help="restrict outputs with MODEL/vmap.txt")
     args = ap.parse_args()
 
     sp = spm.SentencePieceProcessor(model_file=f"{args.model}/sentencepiece.bpe.model")
@@ -61,6 +62,7 @@ def main():
             beam_size=args.beam_size,
             min_decoding_length=args.length,
             max_decoding_length=args.length,
+            use_vmap=args.use_vmap,
         )
         return time.perf_counter() - started
 

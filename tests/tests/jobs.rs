@@ -697,3 +697,52 @@ async fn every_fixture_keeps_its_cues_timings_bom_and_line_endings_through_a_job
     }
     shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voxctl_translate_subs_writes_one_file_per_target_and_resubmission_is_the_same_job() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let _mt = start_mt_worker(&env, &[], shutdown.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |extra: &[&str]| {
+        Command::new(voxbridge_tests::bin_path("voxctl"))
+            .args([
+                "--nats-url",
+                &env.nats_url,
+                "--namespace",
+                env.namespace.prefix(),
+            ])
+            .arg("translate-subs")
+            .arg(fixture("film.srt"))
+            .args(["--to", "vi,fr", "--json", "--timeout-s", "120"])
+            .arg("--out")
+            .arg(dir.path())
+            .args(extra)
+            .output()
+            .expect("run voxctl")
+    };
+    let first = run(&[]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let job: Value = serde_json::from_slice(&first.stdout).expect("JSON");
+    let original =
+        Subtitles::parse(&std::fs::read(fixture("film.srt")).expect("read")).expect("parse");
+    for name in ["film.vi.srt", "film.fr.srt"] {
+        let bytes = std::fs::read(dir.path().join(name)).expect("result written");
+        assert_same_cues(&original, &Subtitles::parse(&bytes).expect("parses"));
+    }
+    let again = run(&[]);
+    assert!(again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("submitted before"), "{stderr}");
+    let job_again: Value = serde_json::from_slice(&again.stdout).expect("JSON");
+    assert_eq!(job["id"], job_again["id"]);
+    // An unknown language is refused before anything is submitted.
+    let bad = run(&["--to", "klingon"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown language"));
+    shutdown.cancel();
+}
