@@ -73,9 +73,9 @@ pub struct TranslatorOptions {
     /// quality drops, and cost rises quadratically, on long inputs).
     pub max_input_tokens: usize,
     /// Restrict the decoder's output vocabulary with the model directory's `vmap.txt`
-    /// (CTranslate2's vocabulary map): the softmax over NLLB's 256k tokens dominates decoding, so
-    /// a map limited to the target languages' tokens roughly halves decoding time
-    /// (docs/BENCHMARKS.md).
+    /// (CTranslate2's vocabulary map, built by `scripts/make-vmap`): the output projection over
+    /// NLLB's 256k tokens dominates decoding, so a map limited to the target languages' tokens
+    /// cut one sentence from 2.0 s to 0.5 s on the 600M-shaped fixture (docs/BENCHMARKS.md).
     pub use_vmap: bool,
     /// Forces every output to exactly `max_decoding_length` tokens (benchmarks only: makes runs
     /// comparable with a random-weight model that rarely emits `</s>`).
