@@ -39,6 +39,8 @@ pub enum ApiError {
     FileTooLarge { size: usize, limit: usize },
     #[error("{0}")]
     NotReady(String),
+    #[error("{0}")]
+    Unauthorized(String),
 }
 
 impl ApiError {
@@ -57,6 +59,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::FileTooLarge { .. } => "file_too_large",
             ApiError::NotReady(_) => "job_not_finished",
+            ApiError::Unauthorized(_) => "unauthorized",
         }
     }
 
@@ -76,6 +79,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotReady(_) => StatusCode::CONFLICT,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         }
     }
 

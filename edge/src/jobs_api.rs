@@ -10,6 +10,10 @@
 //! - `GET /v1/jobs/{id}` — one job: state, progress, message, error, results.
 //! - `GET /v1/jobs/{id}/result?lang=vi` — a result file (`lang` may be left out when the job
 //!   has one result; for an audio job the source language gives the transcript).
+//!
+//! When the edge has API keys (`--api-keys`), every job route needs one, as
+//! `Authorization: Bearer <key>` or `?api_key=<key>` (401 `unauthorized` otherwise): jobs store
+//! files and cost minutes of model time.
 
 use axum::Json;
 use axum::Router;
@@ -30,6 +34,8 @@ use crate::error::ApiError;
 #[derive(Debug, Clone)]
 pub struct JobsState {
     pub store: JobStore,
+    /// Accepted API keys; empty = open (development mode).
+    pub api_keys: std::sync::Arc<std::collections::HashSet<String>>,
     pub max_bytes: usize,
     pub max_targets: usize,
 }
@@ -46,7 +52,43 @@ pub fn router(state: JobsState) -> Router {
         .route("/v1/jobs", get(list))
         .route("/v1/jobs/{id}", get(show))
         .route("/v1/jobs/{id}/result", get(result))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ))
         .with_state(state)
+}
+
+/// Rejects requests without a configured API key (when keys are configured).
+async fn require_api_key(
+    State(state): State<JobsState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.api_keys.is_empty() {
+        return next.run(request).await;
+    }
+    let header_key = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let query_key = request.uri().query().and_then(|q| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| k == "api_key")
+            .map(|(_, v)| v)
+    });
+    match header_key.or(query_key) {
+        Some(key) if state.api_keys.contains(&key) => next.run(request).await,
+        Some(_) => ApiError::Unauthorized("unknown API key".into()).into_response(),
+        None => ApiError::Unauthorized(
+            "this edge needs an API key: `Authorization: Bearer <key>` or `?api_key=`".into(),
+        )
+        .into_response(),
+    }
 }
 
 /// A job as the API shows it (languages as short codes).

@@ -180,6 +180,13 @@ pub async fn start(
     .map_err(|e| anyhow::anyhow!("job store: {e}"))?;
     let jobs = jobs_api::JobsState {
         store: job_store,
+        api_keys: std::sync::Arc::new(
+            config
+                .api_keys
+                .iter()
+                .map(|k| k.expose().to_string())
+                .collect(),
+        ),
         max_bytes: config.max_job_bytes,
         max_targets: config.max_targets,
     };

@@ -266,6 +266,40 @@ async fn the_same_file_with_the_same_options_is_the_same_job() {
     assert_eq!(body["error"]["code"], "job_not_finished");
     shutdown.cancel();
 
+    // An edge with API keys wants one on every job route.
+    let shutdown = CancellationToken::new();
+    let keyed = start_edge(&env, &["--api-keys", "k1,k2"], shutdown.clone()).await;
+    let srt = std::fs::read(fixture("messy.srt")).expect("fixture");
+    let (status, body) = post_job(keyed.addr, "messy.srt", srt.clone(), &[("to", "vi,fr")]).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let (status, _) = get_json(format!("http://{}/v1/jobs", keyed.addr)).await;
+    assert_eq!(status, 401);
+    let (status, _) = get_json(format!("http://{}/v1/jobs?api_key=wrong", keyed.addr)).await;
+    assert_eq!(status, 401);
+    let (status, list) = get_json(format!("http://{}/v1/jobs?api_key=k2", keyed.addr)).await;
+    assert_eq!(status, 200, "{list}");
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/jobs", keyed.addr))
+        .bearer_auth("k1")
+        .multipart(
+            reqwest::multipart::Form::new()
+                .part(
+                    "file",
+                    reqwest::multipart::Part::bytes(srt).file_name("messy.srt"),
+                )
+                .text("to", "vi,fr"),
+        )
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "same file and options as before: same job"
+    );
+    shutdown.cancel();
+
     // An upload over the edge's limit: 413 with a code.
     let shutdown = CancellationToken::new();
     let small = start_edge(&env, &["--max-job-bytes", "1000"], shutdown.clone()).await;
