@@ -283,7 +283,14 @@ impl JobStore {
             attempts: 0,
         };
         self.put_status(&status).await?;
-        self.enqueue(&spec, "").await?;
+        if let Err(error) = self.enqueue(&spec, "").await {
+            // Not queued: mark it failed so a resubmission makes a new job instead of finding
+            // this one forever queued.
+            let _ = self
+                .put_status(&failed(status, "unavailable", &error.to_string()))
+                .await;
+            return Err(error);
+        }
         Ok(Submitted {
             status,
             deduplicated: false,
