@@ -21,10 +21,10 @@ use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use bytes::Bytes;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use voxbridge_shared::JobId;
-use voxbridge_shared::jobs::{JobError, JobStore, Submission};
+use voxbridge_shared::jobs::{JobError, JobOptions, JobStore, Upload};
 use voxbridge_shared::languages;
 use voxbridge_shared::messages::{JobKind, JobState, JobStatus, SubtitleFormat};
 
@@ -189,11 +189,6 @@ fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) ->
     }
 }
 
-/// Whether bytes look like a WAV file.
-fn is_wav(bytes: &[u8]) -> bool {
-    bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WAVE"
-}
-
 async fn submit(State(state): State<JobsState>, mut form: Multipart) -> Response {
     match submit_inner(&state, &mut form).await {
         Ok((view, created)) => {
@@ -216,60 +211,83 @@ async fn submit_inner(
     state: &JobsState,
     form: &mut Multipart,
 ) -> Result<(JobView, bool), ApiError> {
-    let mut file: Option<(String, Bytes)> = None;
+    let mut upload: Option<Upload> = None;
+    let result = read_form(state, form, &mut upload).await;
+    match result {
+        Ok(options) => {
+            let upload = upload
+                .ok_or_else(|| ApiError::InvalidRequest("the form has no `file` field".into()))?;
+            let submitted = state
+                .store
+                .submit_upload(options, upload)
+                .await
+                .map_err(job_error)?;
+            Ok((
+                JobView::from_status(&submitted.status, submitted.deduplicated),
+                !submitted.deduplicated,
+            ))
+        }
+        Err(e) => {
+            if let Some(upload) = upload {
+                state.store.discard(upload).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Reads the form: the file is streamed into the Object Store as it arrives (into `upload`),
+/// the other fields become the job options.
+async fn read_form(
+    state: &JobsState,
+    form: &mut Multipart,
+    upload: &mut Option<Upload>,
+) -> Result<JobOptions, ApiError> {
+    let mut options = JobOptions::default();
     let mut targets: Vec<String> = Vec::new();
     let mut source: Option<String> = None;
-    let mut format: Option<SubtitleFormat> = None;
-    let mut kind: Option<JobKind> = None;
     while let Some(field) = form
         .next_field()
         .await
         .map_err(|e| multipart_error(e, state.max_bytes))?
     {
         let name = field.name().unwrap_or_default().to_string();
+        if name == "file" {
+            if upload.is_some() {
+                return Err(ApiError::InvalidRequest("one `file` per job".into()));
+            }
+            let file_name = field.file_name().unwrap_or("upload").to_string();
+            let reader = tokio_util::io::StreamReader::new(
+                field.map(|chunk| chunk.map_err(|e| std::io::Error::other(e.body_text()))),
+            );
+            let stored = state
+                .store
+                .upload(&file_name, reader, state.max_bytes)
+                .await
+                .map_err(job_error)?;
+            options.file_name = file_name;
+            *upload = Some(stored);
+            continue;
+        }
+        let text = field
+            .text()
+            .await
+            .map_err(|e| multipart_error(e, state.max_bytes))?;
+        let text = text.trim();
         match name.as_str() {
-            "file" => {
-                let file_name = field.file_name().unwrap_or("upload").to_string();
-                let bytes = field
-                    .bytes()
-                    .await
-                    .map_err(|e| multipart_error(e, state.max_bytes))?;
-                if bytes.len() > state.max_bytes {
-                    return Err(ApiError::FileTooLarge {
-                        size: bytes.len(),
-                        limit: state.max_bytes,
-                    });
-                }
-                file = Some((file_name, bytes));
-            }
-            "to" | "target" | "targets" => {
-                let text = field
-                    .text()
-                    .await
-                    .map_err(|e| multipart_error(e, state.max_bytes))?;
-                targets.extend(
-                    text.split(',')
-                        .map(str::trim)
-                        .filter(|t| !t.is_empty())
-                        .map(str::to_string),
-                );
-            }
+            "to" | "target" | "targets" => targets.extend(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string),
+            ),
             "from" | "source" => {
-                let text = field
-                    .text()
-                    .await
-                    .map_err(|e| multipart_error(e, state.max_bytes))?;
-                let text = text.trim();
                 if !text.is_empty() && text != "auto" {
                     source = Some(text.to_string());
                 }
             }
             "format" => {
-                let text = field
-                    .text()
-                    .await
-                    .map_err(|e| multipart_error(e, state.max_bytes))?;
-                format = match text.trim().to_ascii_lowercase().as_str() {
+                options.output_format = match text.to_ascii_lowercase().as_str() {
                     "" => None,
                     "srt" => Some(SubtitleFormat::Srt),
                     "vtt" | "webvtt" => Some(SubtitleFormat::Vtt),
@@ -281,11 +299,7 @@ async fn submit_inner(
                 };
             }
             "kind" => {
-                let text = field
-                    .text()
-                    .await
-                    .map_err(|e| multipart_error(e, state.max_bytes))?;
-                kind = match text.trim() {
+                options.kind = match text {
                     "" => None,
                     "subtitles" => Some(JobKind::Subtitles),
                     "audio" => Some(JobKind::Audio),
@@ -304,13 +318,6 @@ async fn submit_inner(
             }
         }
     }
-    let (file_name, bytes) =
-        file.ok_or_else(|| ApiError::InvalidRequest("the form has no `file` field".into()))?;
-    let kind = kind.unwrap_or(if is_wav(&bytes) {
-        JobKind::Audio
-    } else {
-        JobKind::Subtitles
-    });
     if targets.len() > state.max_targets {
         return Err(ApiError::InvalidRequest(format!(
             "{} target languages; the limit is {}",
@@ -318,43 +325,30 @@ async fn submit_inner(
             state.max_targets
         )));
     }
-    let mut target_langs = Vec::with_capacity(targets.len());
     for t in &targets {
         let lang = languages::resolve(t).map_err(|e| ApiError::UnknownLanguage(e.to_string()))?;
-        if !target_langs.contains(&lang.flores.to_string()) {
-            target_langs.push(lang.flores.to_string());
+        if !options.target_langs.iter().any(|x| x == lang.flores) {
+            options.target_langs.push(lang.flores.to_string());
         }
     }
-    if kind == JobKind::Subtitles && target_langs.is_empty() {
-        return Err(ApiError::InvalidRequest(
-            "`to` must name at least one target language".into(),
-        ));
-    }
-    let source_lang = match source {
-        Some(s) => Some(
+    if let Some(s) = source {
+        options.source_lang = Some(
             languages::resolve(&s)
                 .map_err(|e| ApiError::UnknownLanguage(e.to_string()))?
                 .flores
                 .to_string(),
-        ),
-        None => None,
+        );
+    }
+    let is_audio = match options.kind {
+        Some(kind) => kind == JobKind::Audio,
+        None => upload.as_ref().is_some_and(Upload::is_wav),
     };
-    let submitted = state
-        .store
-        .submit(Submission {
-            kind,
-            file_name,
-            bytes,
-            source_lang,
-            target_langs,
-            output_format: format,
-        })
-        .await
-        .map_err(job_error)?;
-    Ok((
-        JobView::from_status(&submitted.status, submitted.deduplicated),
-        !submitted.deduplicated,
-    ))
+    if !is_audio && options.target_langs.is_empty() {
+        return Err(ApiError::InvalidRequest(
+            "`to` must name at least one target language".into(),
+        ));
+    }
+    Ok(options)
 }
 
 async fn list(State(state): State<JobsState>) -> Response {

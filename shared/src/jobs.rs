@@ -69,16 +69,27 @@ fn storage(e: impl std::fmt::Display) -> JobError {
     JobError::Storage(e.to_string())
 }
 
-/// What a client asks for.
-#[derive(Debug, Clone)]
-pub struct Submission {
-    pub kind: JobKind,
+/// What a client asks for, apart from the file.
+#[derive(Debug, Clone, Default)]
+pub struct JobOptions {
+    /// `None`: a WAV file is an audio job, anything else a subtitle job.
+    pub kind: Option<JobKind>,
     /// The file's name as the user gave it (only its last path component is kept).
     pub file_name: String,
-    pub bytes: Bytes,
     /// FLORES-200 source language; `None` = English for subtitles, detected for audio.
     pub source_lang: Option<String>,
     /// FLORES-200 targets (validated by the caller), in the order given.
+    pub target_langs: Vec<String>,
+    pub output_format: Option<SubtitleFormat>,
+}
+
+/// A whole submission in memory (voxctl, tests).
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub kind: JobKind,
+    pub file_name: String,
+    pub bytes: Bytes,
+    pub source_lang: Option<String>,
     pub target_langs: Vec<String>,
     pub output_format: Option<SubtitleFormat>,
 }
@@ -122,23 +133,85 @@ pub fn file_stem(name: &str) -> &str {
     }
 }
 
-/// The de-duplication key of a submission.
-pub fn content_hash(submission: &Submission) -> String {
-    let mut targets = submission.target_langs.clone();
+/// The de-duplication key: SHA-256 over the options (kind, source, sorted targets, output
+/// format) and the SHA-256 of the file's bytes (so the file can be hashed while it streams in,
+/// before the options that follow it in a form are known).
+pub fn content_hash(options: &JobOptions, kind: JobKind, file_digest: &[u8]) -> String {
+    let mut targets = options.target_langs.clone();
     targets.sort();
     targets.dedup();
-    let options = serde_json::json!({
-        "v": 1,
-        "kind": submission.kind,
-        "source": submission.source_lang,
+    let json = serde_json::json!({
+        "v": 2,
+        "kind": kind,
+        "source": options.source_lang,
         "targets": targets,
-        "format": submission.output_format,
+        "format": options.output_format,
     });
     let mut hasher = Sha256::new();
-    hasher.update(options.to_string().as_bytes());
+    hasher.update(json.to_string().as_bytes());
     hasher.update([0u8]);
-    hasher.update(&submission.bytes);
+    hasher.update(file_digest);
     hex::encode(hasher.finalize())
+}
+
+/// Whether a file starts like a WAV file (`RIFF....WAVE`).
+pub fn looks_like_wav(head: &[u8]) -> bool {
+    head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WAVE"
+}
+
+/// Reads through to `inner`, hashing, counting and keeping the first bytes; fails the read
+/// once more than `limit` bytes have come.
+struct Measured<R> {
+    inner: R,
+    hasher: Sha256,
+    size: usize,
+    limit: usize,
+    head: Vec<u8>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Measured<R> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let new = &buf.filled()[before..];
+        this.size += new.len();
+        if this.size > this.limit {
+            return std::task::Poll::Ready(Err(std::io::Error::other("file over the size limit")));
+        }
+        let wanted = 12usize.saturating_sub(this.head.len()).min(new.len());
+        this.head.extend_from_slice(&new[..wanted]);
+        this.hasher.update(new);
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// A file stored by [`JobStore::upload`], not yet a job.
+#[derive(Debug)]
+pub struct Upload {
+    object: String,
+    file_name: String,
+    /// Bytes stored.
+    pub size: usize,
+    digest: Vec<u8>,
+    head: Vec<u8>,
+}
+
+impl Upload {
+    /// Whether the file starts like a WAV file.
+    pub fn is_wav(&self) -> bool {
+        looks_like_wav(&self.head)
+    }
+}
+
+/// The outcome of claiming a content hash.
+enum Claim {
+    New(JobId),
+    Existing(JobStatus),
 }
 
 /// Handle on the job records; cheap to clone.
@@ -190,25 +263,128 @@ impl JobStore {
     /// Stores the file, records the job and queues it; or returns the existing job for the same
     /// file and options.
     pub async fn submit(&self, submission: Submission) -> Result<Submitted, JobError> {
-        if submission.bytes.is_empty() {
+        let options = JobOptions {
+            kind: Some(submission.kind),
+            file_name: submission.file_name,
+            source_lang: submission.source_lang,
+            target_langs: submission.target_langs,
+            output_format: submission.output_format,
+        };
+        self.submit_stream(options, submission.bytes.as_ref(), usize::MAX)
+            .await
+    }
+
+    /// Like [`JobStore::submit`], streaming the file from `reader` straight into the Object
+    /// Store (hashing it on the way), so a large upload never sits in memory. More than `limit`
+    /// bytes fail with [`JobError::TooLarge`] and leave nothing behind.
+    pub async fn submit_stream<R: tokio::io::AsyncRead + Unpin>(
+        &self,
+        options: JobOptions,
+        reader: R,
+        limit: usize,
+    ) -> Result<Submitted, JobError> {
+        let upload = self.upload(&options.file_name, reader, limit).await?;
+        self.submit_upload(options, upload).await
+    }
+
+    /// Stores a file under a fresh key, hashing it; the first step of a submission whose
+    /// options may arrive after the file (a multipart form). Follow with
+    /// [`JobStore::submit_upload`] or [`JobStore::discard`].
+    pub async fn upload<R: tokio::io::AsyncRead + Unpin>(
+        &self,
+        file_name: &str,
+        reader: R,
+        limit: usize,
+    ) -> Result<Upload, JobError> {
+        let file_name = safe_file_name(file_name);
+        let object = format!("input/{}/{file_name}", ulid::Ulid::new());
+        let mut measured = Measured {
+            inner: reader,
+            hasher: Sha256::new(),
+            size: 0,
+            limit,
+            head: Vec::with_capacity(12),
+        };
+        let stored = self.files.put(object.as_str(), &mut measured).await;
+        if measured.size > limit {
+            let _ = self.files.delete(object.as_str()).await;
+            return Err(JobError::TooLarge {
+                size: measured.size,
+                limit,
+            });
+        }
+        if let Err(e) = stored {
+            let _ = self.files.delete(object.as_str()).await;
+            return Err(storage(e));
+        }
+        Ok(Upload {
+            object,
+            file_name,
+            size: measured.size,
+            digest: measured.hasher.finalize().to_vec(),
+            head: measured.head,
+        })
+    }
+
+    /// Drops an uploaded file that will not become a job.
+    pub async fn discard(&self, upload: Upload) {
+        let _ = self.files.delete(upload.object.as_str()).await;
+    }
+
+    /// Makes a job of an uploaded file, or returns the existing job for the same file and
+    /// options (the upload is then discarded).
+    pub async fn submit_upload(
+        &self,
+        mut options: JobOptions,
+        upload: Upload,
+    ) -> Result<Submitted, JobError> {
+        if upload.size == 0 {
+            self.discard(upload).await;
             return Err(JobError::Invalid("the file is empty".into()));
         }
-        if submission.kind == JobKind::Subtitles && submission.target_langs.is_empty() {
+        let kind = options.kind.unwrap_or(if looks_like_wav(&upload.head) {
+            JobKind::Audio
+        } else {
+            JobKind::Subtitles
+        });
+        if kind == JobKind::Subtitles && options.target_langs.is_empty() {
+            self.discard(upload).await;
             return Err(JobError::Invalid(
                 "a subtitle job needs at least one target language".into(),
             ));
         }
-        let hash = content_hash(&submission);
+        options.kind = Some(kind);
+        let hash = content_hash(&options, kind, &upload.digest);
+        match self.claim(&hash).await {
+            Ok(Claim::Existing(status)) => {
+                self.discard(upload).await;
+                Ok(Submitted {
+                    status,
+                    deduplicated: true,
+                })
+            }
+            Ok(Claim::New(job_id)) => {
+                self.create(job_id, kind, upload.object, upload.file_name, options, hash)
+                    .await
+            }
+            Err(e) => {
+                self.discard(upload).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Claims the content hash for a new job id, or finds the live job that has it.
+    async fn claim(&self, hash: &str) -> Result<Claim, JobError> {
         let job_id = JobId::new();
         let index_key = format!("hash.{hash}");
-        // Claim the hash, or find who has it.
         loop {
             match self
                 .kv
                 .create(&index_key, Bytes::from(job_id.to_string()))
                 .await
             {
-                Ok(_) => break,
+                Ok(_) => return Ok(Claim::New(job_id)),
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                     let Some(entry) = self.kv.entry(&index_key).await.map_err(storage)? else {
                         continue; // expired or deleted in between: try again
@@ -222,21 +398,18 @@ impl JobStore {
                     };
                     match status {
                         Some(status) if status.state != JobState::Failed => {
-                            return Ok(Submitted {
-                                status,
-                                deduplicated: true,
-                            });
+                            return Ok(Claim::Existing(status));
                         }
                         _ => {
                             // Failed, unreadable or expired: replace the index entry, guarded
                             // by its revision so only one retry wins.
-                            match self
+                            if self
                                 .kv
                                 .update(&index_key, Bytes::from(job_id.to_string()), entry.revision)
                                 .await
+                                .is_ok()
                             {
-                                Ok(_) => break,
-                                Err(_) => continue,
+                                return Ok(Claim::New(job_id));
                             }
                         }
                     }
@@ -244,24 +417,28 @@ impl JobStore {
                 Err(e) => return Err(storage(e)),
             }
         }
+    }
 
-        let file_name = safe_file_name(&submission.file_name);
-        let input_object = format!("input/{job_id}/{file_name}");
-        let mut reader = submission.bytes.as_ref();
-        self.files
-            .put(input_object.as_str(), &mut reader)
-            .await
-            .map_err(storage)?;
+    /// Records and queues a new job whose file is stored.
+    async fn create(
+        &self,
+        job_id: JobId,
+        kind: JobKind,
+        input_object: String,
+        file_name: String,
+        options: JobOptions,
+        hash: String,
+    ) -> Result<Submitted, JobError> {
         let now = now_unix_ms();
         let spec = JobSpec {
             v: 1,
             job_id,
-            kind: submission.kind,
+            kind,
             input_object,
             file_name: file_name.clone(),
-            source_lang: submission.source_lang.clone(),
-            target_langs: submission.target_langs.clone(),
-            output_format: submission.output_format,
+            source_lang: options.source_lang.clone(),
+            target_langs: options.target_langs.clone(),
+            output_format: options.output_format,
             content_hash: hash,
             submitted_at_ms: now,
         };
@@ -274,10 +451,10 @@ impl JobStore {
             error: None,
             result_objects: vec![],
             updated_at_ms: now,
-            kind: Some(submission.kind),
+            kind: Some(kind),
             file_name: Some(file_name),
-            source_lang: submission.source_lang,
-            target_langs: submission.target_langs,
+            source_lang: options.source_lang,
+            target_langs: options.target_langs,
             submitted_at_ms: Some(now),
             results: vec![],
             attempts: 0,
@@ -480,11 +657,10 @@ pub fn status_for(spec: &JobSpec, state: JobState, at: UnixMs) -> JobStatus {
 mod tests {
     use super::*;
 
-    fn submission(bytes: &'static [u8], targets: &[&str]) -> Submission {
-        Submission {
-            kind: JobKind::Subtitles,
+    fn options(targets: &[&str]) -> JobOptions {
+        JobOptions {
+            kind: None,
             file_name: "film.srt".into(),
-            bytes: Bytes::from_static(bytes),
             source_lang: Some("eng_Latn".into()),
             target_langs: targets.iter().map(|t| t.to_string()).collect(),
             output_format: None,
@@ -493,20 +669,32 @@ mod tests {
 
     #[test]
     fn the_hash_covers_content_and_options_but_not_target_order() {
-        let a = content_hash(&submission(b"1\n", &["vie_Latn", "fra_Latn"]));
+        let sub = JobKind::Subtitles;
+        let a = content_hash(&options(&["vie_Latn", "fra_Latn"]), sub, b"1");
         assert_eq!(
             a,
-            content_hash(&submission(b"1\n", &["fra_Latn", "vie_Latn"]))
+            content_hash(&options(&["fra_Latn", "vie_Latn"]), sub, b"1")
         );
         assert_ne!(
             a,
-            content_hash(&submission(b"2\n", &["vie_Latn", "fra_Latn"]))
+            content_hash(&options(&["vie_Latn", "fra_Latn"]), sub, b"2")
         );
-        assert_ne!(a, content_hash(&submission(b"1\n", &["vie_Latn"])));
-        let mut vtt = submission(b"1\n", &["vie_Latn", "fra_Latn"]);
+        assert_ne!(a, content_hash(&options(&["vie_Latn"]), sub, b"1"));
+        assert_ne!(
+            a,
+            content_hash(&options(&["vie_Latn", "fra_Latn"]), JobKind::Audio, b"1")
+        );
+        let mut vtt = options(&["vie_Latn", "fra_Latn"]);
         vtt.output_format = Some(SubtitleFormat::Vtt);
-        assert_ne!(a, content_hash(&vtt));
+        assert_ne!(a, content_hash(&vtt, sub, b"1"));
         assert_eq!(a.len(), 64);
+    }
+
+    #[test]
+    fn wav_files_are_recognised_by_their_header() {
+        assert!(looks_like_wav(b"RIFF\x24\x00\x00\x00WAVEfmt "));
+        assert!(!looks_like_wav(b"1\n00:00:01,000 --> 00:00:02,000\n"));
+        assert!(!looks_like_wav(b"RIFF"));
     }
 
     #[test]

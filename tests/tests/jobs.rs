@@ -313,6 +313,22 @@ async fn the_same_file_with_the_same_options_is_the_same_job() {
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"]["code"], "file_too_large");
     shutdown.cancel();
+
+    // Uploads are streamed into the Object Store; duplicates, refused and oversized uploads
+    // leave nothing behind: one stored file per job.
+    let files = js
+        .get_object_store(
+            env.namespace
+                .bucket(voxbridge_shared::subjects::buckets::FILES),
+        )
+        .await
+        .expect("object store");
+    let mut list = files.list().await.expect("list");
+    let mut names = Vec::new();
+    while let Some(info) = futures::StreamExt::next(&mut list).await {
+        names.push(info.expect("info").name);
+    }
+    assert_eq!(names.len(), 3, "{names:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
