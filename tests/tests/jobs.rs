@@ -796,3 +796,109 @@ async fn voxctl_translate_subs_writes_one_file_per_target_and_resubmission_is_th
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown language"));
     shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_stt_worker_killed_mid_transcription_is_replaced_and_the_job_completes_once() {
+    let env = TestEnv::new();
+    let store = job_store_after_topology(&env).await;
+    // About 100 s of speech: the recordings, three times over.
+    let mut samples: Vec<i16> = Vec::new();
+    for _ in 0..3 {
+        for name in ["en_01", "en_02", "en_03", "en_04", "en_05", "jfk"] {
+            samples.extend(voxbridge_tests::read_wav(
+                &voxbridge_tests::audio_dir().join(format!("{name}.wav")),
+            ));
+            samples.extend(std::iter::repeat_n(0i16, 8_000)); // 0.5 s pause
+        }
+    }
+    let mut cursor = std::io::Cursor::new(Vec::new());
+    {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut writer = hound::WavWriter::new(&mut cursor, spec).expect("writer");
+        for s in &samples {
+            writer.write_sample(*s).expect("write");
+        }
+        writer.finalize().expect("finalize");
+    }
+    let port = voxbridge_tests::free_port();
+    let model = voxbridge_tests::whisper_tiny_en();
+    let mut args = vec![
+        "--metrics-addr".to_string(),
+        format!("127.0.0.1:{port}"),
+        "--model".into(),
+        model.to_string_lossy().into_owned(),
+    ];
+    args.extend(TestEnv::topology_flags().iter().map(|s| s.to_string()));
+    let mut victim = voxbridge_tests::spawn_healthy(&env, "voxbridge-stt", &args, port).await;
+    let submitted = store
+        .submit(Submission {
+            kind: JobKind::Audio,
+            file_name: "long.wav".into(),
+            bytes: cursor.into_inner().into(),
+            source_lang: Some("eng_Latn".into()),
+            target_langs: vec![],
+            output_format: Some(SubtitleFormat::Srt),
+        })
+        .await
+        .expect("submit");
+    let id = submitted.status.job_id;
+    wait_for("transcription to start", Duration::from_secs(60), || {
+        let store = store.clone();
+        async move {
+            let s = store.status(&id).await.ok()??;
+            (s.state == JobState::Running).then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let at_kill = store.status(&id).await.expect("status").expect("kept");
+    assert_eq!(
+        at_kill.state,
+        JobState::Running,
+        "still transcribing when killed"
+    );
+    victim.kill().expect("SIGKILL");
+    let _ = victim.wait();
+    println!("killed at {:?}", at_kill.message);
+
+    let shutdown = CancellationToken::new();
+    let _heir = start_stt_worker(&env, &[], shutdown.clone()).await;
+    let done = store
+        .wait(&id, Duration::from_secs(300))
+        .await
+        .expect("wait");
+    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+    assert_eq!(done.attempts, 2, "redelivered once");
+    assert_eq!(done.results.len(), 1);
+    let bytes = store
+        .get_file(&done.results[0].object, usize::MAX)
+        .await
+        .expect("get")
+        .expect("stored");
+    let transcript = Subtitles::parse(&bytes).expect("parses");
+    let last_end = transcript.cues().last().map(|c| c.end_ms()).unwrap_or(0);
+    let audio_ms = samples.len() as u64 / 16;
+    println!(
+        "{} cues, last ends at {last_end} ms of {audio_ms} ms",
+        transcript.cues().len()
+    );
+    assert!(transcript.cues().len() >= 18, "the whole file, not a part");
+    assert!(last_end > audio_ms - 15_000 && last_end <= audio_ms + 500);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let js = jetstream::new(env.client().await);
+    let mut jobs = js
+        .get_stream(env.namespace.stream(streams::JOBS))
+        .await
+        .expect("JOBS");
+    assert_eq!(
+        jobs.info().await.expect("info").state.messages,
+        0,
+        "completed once"
+    );
+    shutdown.cancel();
+}
