@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{AckKind, consumer::PullConsumer, message::Message};
+use async_nats::jetstream::{consumer::PullConsumer, message::Message};
 use futures::StreamExt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::{
@@ -35,7 +35,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use voxbridge_shared::RequestId;
 use voxbridge_shared::codec;
-use voxbridge_shared::jobs::{self, JobError, JobStore};
+use voxbridge_shared::jobs::{self, Failure, JobStore};
 use voxbridge_shared::languages;
 use voxbridge_shared::messages::{
     JobResult, JobSpec, JobState, JobStatus, MtRequest, MtResult, now_unix_ms,
@@ -111,27 +111,6 @@ impl JobMetrics {
             m.sentences.clone(),
         );
         m
-    }
-}
-
-/// Why a job run did not succeed.
-#[derive(Debug)]
-enum Failure {
-    /// Will never succeed: fail the job and dead-letter it.
-    Poison { code: &'static str, message: String },
-    /// May succeed later: retry.
-    Transient(String),
-}
-
-impl From<JobError> for Failure {
-    fn from(e: JobError) -> Self {
-        match e {
-            JobError::TooLarge { .. } => Failure::Poison {
-                code: "file_too_large",
-                message: e.to_string(),
-            },
-            other => Failure::Transient(other.to_string()),
-        }
     }
 }
 
@@ -227,146 +206,58 @@ impl SubtitleJobs {
     }
 
     async fn handle(&self, message: Message, shutdown: CancellationToken) {
-        let spec = match codec::decode::<JobSpec>(&message.payload) {
-            Ok(spec) => spec,
-            Err(error) => {
-                if let Err(e) = self
-                    .ctx
-                    .dead_letters
-                    .malformed(&message, streams::JOBS, &error)
-                    .await
-                {
-                    tracing::error!(%e, "could not dead-letter a malformed job");
+        let mut run = match self
+            .store
+            .start_run(
+                &self.ctx.dead_letters,
+                message,
+                self.ack_wait,
+                "translating",
+            )
+            .await
+        {
+            Ok(run) => run,
+            Err(skipped) => {
+                if skipped == jobs::Skipped::Finished {
+                    self.metrics
+                        .runs
+                        .get_or_create(&JobOutcome {
+                            outcome: "duplicate",
+                        })
+                        .inc();
                 }
                 return;
             }
         };
-        let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
         let started = Instant::now();
-        let mut status = match self.store.status(&spec.job_id).await {
-            Ok(Some(status)) => status,
-            Ok(None) => jobs::status_for(&spec, JobState::Queued, now_unix_ms()),
-            Err(error) => {
-                tracing::warn!(%error, job_id = %spec.job_id, "job store unavailable; retrying the job later");
-                let _ = message
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-                    .await;
-                return;
-            }
-        };
-        if matches!(status.state, JobState::Succeeded | JobState::Failed) {
-            // A redelivery of a job that already finished (its ack was lost): done once.
-            tracing::info!(job_id = %spec.job_id, state = ?status.state, "job already finished; acknowledging the redelivery");
-            let _ = message.double_ack().await;
-            self.metrics
-                .runs
-                .get_or_create(&JobOutcome {
-                    outcome: "duplicate",
-                })
-                .inc();
-            return;
-        }
-        let message = Arc::new(message);
-        let keepalive = {
-            let message = message.clone();
-            let every = (self.ack_wait / 3).max(Duration::from_millis(500));
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    if message.ack_with(AckKind::Progress).await.is_err() {
-                        tracing::warn!("could not extend a job's claim");
-                    }
-                }
-            })
-        };
-        status.state = JobState::Running;
-        status.attempts = delivered as u32;
-        status.error = None;
-        status.updated_at_ms = now_unix_ms();
-        let _ = self.store.put_status(&status).await;
-        tracing::info!(job_id = %spec.job_id, file = spec.file_name, targets = ?spec.target_langs, attempt = delivered, "subtitle job started");
-
+        let spec = run.spec.clone();
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => Err(Failure::Transient("worker shutting down".into())),
-            outcome = self.translate(&spec, &mut status) => outcome,
+            outcome = self.translate(&spec, &mut run.status) => outcome,
         };
-        keepalive.abort();
         let elapsed = started.elapsed();
-        let outcome_label = match outcome {
+        let label = match outcome {
             Ok(()) => {
-                status.state = JobState::Succeeded;
-                status.progress = 1.0;
-                status.message = Some(format!("done in {:.1} s", elapsed.as_secs_f64()));
-                status.updated_at_ms = now_unix_ms();
-                match self.store.put_status(&status).await {
-                    Ok(()) => {
-                        let _ = message.double_ack().await;
-                        tracing::info!(job_id = %spec.job_id, seconds = elapsed.as_secs_f64(), "subtitle job succeeded");
-                        "succeeded"
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "could not record a finished job; it will run again");
-                        let _ = message
-                            .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-                            .await;
-                        "retried"
-                    }
-                }
+                run.status.state = JobState::Succeeded;
+                run.status.progress = 1.0;
+                run.status.message = Some(format!("done in {:.1} s", elapsed.as_secs_f64()));
+                tracing::info!(job_id = %spec.job_id, seconds = elapsed.as_secs_f64(), "subtitle job succeeded");
+                run.complete(&self.store).await
             }
-            Err(Failure::Poison { code, message: why }) => {
-                tracing::warn!(job_id = %spec.job_id, code, reason = why, "subtitle job failed");
-                let _ = self
-                    .store
-                    .put_status(&jobs::failed(status, code, &why))
-                    .await;
-                if let Err(e) = self
-                    .ctx
-                    .dead_letters
-                    .dead_letter(
-                        &message,
-                        streams::JOBS,
-                        "poison_input",
-                        &format!("{code}: {why}"),
-                    )
-                    .await
-                {
-                    tracing::error!(%e, "could not dead-letter a failed job");
-                }
-                "failed"
-            }
-            Err(Failure::Transient(why)) if delivered as i64 >= self.max_deliver => {
-                let why = format!("gave up after {delivered} attempts: {why}");
-                tracing::warn!(job_id = %spec.job_id, reason = why, "subtitle job failed");
-                let _ = self
-                    .store
-                    .put_status(&jobs::failed(status, "retries_exhausted", &why))
-                    .await;
-                let _ = self
-                    .ctx
-                    .dead_letters
-                    .dead_letter(&message, streams::JOBS, "max_deliveries", &why)
-                    .await;
-                "failed"
-            }
-            Err(Failure::Transient(why)) => {
-                tracing::warn!(job_id = %spec.job_id, reason = why, attempt = delivered, "subtitle job interrupted; it will be retried");
-                status.message = Some(format!("retrying: {why}"));
-                status.updated_at_ms = now_unix_ms();
-                let _ = self.store.put_status(&status).await;
-                let delay = Duration::from_secs(if shutdown.is_cancelled() {
-                    0
-                } else {
-                    (2u64 << delivered.min(5)).min(60)
-                });
-                let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
-                "retried"
+            Err(failure) => {
+                run.fail(
+                    &self.store,
+                    &self.ctx.dead_letters,
+                    failure,
+                    self.max_deliver,
+                    shutdown.is_cancelled(),
+                )
+                .await
             }
         };
         self.metrics
             .runs
-            .get_or_create(&JobOutcome {
-                outcome: outcome_label,
-            })
+            .get_or_create(&JobOutcome { outcome: label })
             .inc();
         self.metrics.duration_seconds.observe(elapsed.as_secs_f64());
     }

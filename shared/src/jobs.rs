@@ -211,7 +211,7 @@ impl Upload {
 /// The outcome of claiming a content hash.
 enum Claim {
     New(JobId),
-    Existing(JobStatus),
+    Existing(Box<JobStatus>),
 }
 
 /// Handle on the job records; cheap to clone.
@@ -359,7 +359,7 @@ impl JobStore {
             Ok(Claim::Existing(status)) => {
                 self.discard(upload).await;
                 Ok(Submitted {
-                    status,
+                    status: *status,
                     deduplicated: true,
                 })
             }
@@ -398,7 +398,7 @@ impl JobStore {
                     };
                     match status {
                         Some(status) if status.state != JobState::Failed => {
-                            return Ok(Claim::Existing(status));
+                            return Ok(Claim::Existing(Box::new(status)));
                         }
                         _ => {
                             // Failed, unreadable or expired: replace the index entry, guarded
@@ -650,6 +650,210 @@ pub fn status_for(spec: &JobSpec, state: JobState, at: UnixMs) -> JobStatus {
         submitted_at_ms: Some(spec.submitted_at_ms),
         results: vec![],
         attempts: 0,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The lifecycle of one job message on a worker, shared by the subtitle and audio runners.
+
+/// Why a job run did not succeed.
+#[derive(Debug)]
+pub enum Failure {
+    /// Will never succeed: fail the job and dead-letter it at once.
+    Poison { code: &'static str, message: String },
+    /// May succeed later: retry with backoff (until `max_deliver`).
+    Transient(String),
+}
+
+impl From<JobError> for Failure {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::TooLarge { .. } => Failure::Poison {
+                code: "file_too_large",
+                message: e.to_string(),
+            },
+            other => Failure::Transient(other.to_string()),
+        }
+    }
+}
+
+/// Why [`JobStore::start_run`] did not start a run (the message is already dealt with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skipped {
+    /// Undecodable: dead-lettered.
+    Malformed,
+    /// The job store could not be read: released for a later attempt.
+    Unavailable,
+    /// The job already succeeded or failed (a redelivery after a lost ack): acknowledged.
+    Finished,
+}
+
+/// A job message a worker is running: its spec and status, its claim kept alive with progress
+/// acks until the run is settled.
+#[derive(Debug)]
+pub struct JobRun {
+    pub spec: JobSpec,
+    pub status: JobStatus,
+    /// Deliveries of the message so far (1 on the first attempt).
+    pub delivered: u64,
+    message: std::sync::Arc<async_nats::jetstream::Message>,
+    keepalive: tokio::task::JoinHandle<()>,
+}
+
+impl JobStore {
+    /// Takes a job message: undecodable → DLQ; store unavailable → retried later; already
+    /// succeeded or failed (a redelivery after a lost ack) → acked without work. Otherwise the
+    /// status turns `running` with `note` and the claim is kept alive every `ack_wait / 3`.
+    pub async fn start_run(
+        &self,
+        dead_letters: &crate::dlq::DeadLetters,
+        message: async_nats::jetstream::Message,
+        ack_wait: Duration,
+        note: &str,
+    ) -> Result<JobRun, Skipped> {
+        use async_nats::jetstream::AckKind;
+        let spec = match codec::decode::<JobSpec>(&message.payload) {
+            Ok(spec) => spec,
+            Err(error) => {
+                if let Err(e) = dead_letters
+                    .malformed(&message, crate::subjects::streams::JOBS, &error)
+                    .await
+                {
+                    tracing::error!(%e, "could not dead-letter a malformed job");
+                }
+                return Err(Skipped::Malformed);
+            }
+        };
+        let delivered = message.info().map(|i| i.delivered as u64).unwrap_or(1);
+        let mut status = match self.status(&spec.job_id).await {
+            Ok(Some(status)) => status,
+            Ok(None) => status_for(&spec, JobState::Queued, now_unix_ms()),
+            Err(error) => {
+                tracing::warn!(%error, job_id = %spec.job_id, "job store unavailable; retrying the job later");
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                    .await;
+                return Err(Skipped::Unavailable);
+            }
+        };
+        if matches!(status.state, JobState::Succeeded | JobState::Failed) {
+            tracing::info!(job_id = %spec.job_id, state = ?status.state, "job already finished; acknowledging the redelivery");
+            let _ = message.double_ack().await;
+            return Err(Skipped::Finished);
+        }
+        let message = std::sync::Arc::new(message);
+        let keepalive = {
+            let message = message.clone();
+            let every = (ack_wait / 3).max(Duration::from_millis(500));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if message.ack_with(AckKind::Progress).await.is_err() {
+                        tracing::warn!("could not extend a job's claim");
+                    }
+                }
+            })
+        };
+        status.state = JobState::Running;
+        status.attempts = delivered as u32;
+        status.error = None;
+        status.message = Some(note.to_string());
+        status.updated_at_ms = now_unix_ms();
+        let _ = self.put_status(&status).await;
+        tracing::info!(job_id = %spec.job_id, file = spec.file_name, attempt = delivered, kind = ?spec.kind, "job started");
+        Ok(JobRun {
+            spec,
+            status,
+            delivered,
+            message,
+            keepalive,
+        })
+    }
+}
+
+impl JobRun {
+    /// Stores the run's status as it is now (e.g. with results).
+    pub async fn store_status(&mut self, store: &JobStore) -> Result<(), JobError> {
+        self.status.updated_at_ms = now_unix_ms();
+        store.put_status(&self.status).await
+    }
+
+    /// Stores the status, then acknowledges the message: the run is done. If the status cannot
+    /// be stored the message is released to run again. Returns the outcome label.
+    pub async fn complete(mut self, store: &JobStore) -> &'static str {
+        match self.store_status(store).await {
+            Ok(()) => self.ack().await,
+            Err(error) => {
+                tracing::warn!(%error, "could not record a finished job; it will run again");
+                self.release(Duration::from_secs(5)).await;
+                "retried"
+            }
+        }
+    }
+
+    /// Acknowledges the message (after the caller stored what must survive).
+    pub async fn ack(self) -> &'static str {
+        self.keepalive.abort();
+        let _ = self.message.double_ack().await;
+        "succeeded"
+    }
+
+    /// Gives the message back for another attempt after `delay`.
+    pub async fn release(self, delay: Duration) {
+        self.keepalive.abort();
+        let _ = self
+            .message
+            .ack_with(async_nats::jetstream::AckKind::Nak(Some(delay)))
+            .await;
+    }
+
+    /// Settles a failed run: poison (or a transient failure on the last allowed delivery) →
+    /// failed status with its code, DLQ; otherwise the status says it retries and the message
+    /// is released with backoff (at once when shutting down). Returns the outcome label.
+    pub async fn fail(
+        mut self,
+        store: &JobStore,
+        dead_letters: &crate::dlq::DeadLetters,
+        failure: Failure,
+        max_deliver: i64,
+        shutting_down: bool,
+    ) -> &'static str {
+        self.keepalive.abort();
+        let job_id = self.spec.job_id;
+        let (code, why, reason) = match failure {
+            Failure::Poison { code, message } => (code, message, "poison_input"),
+            Failure::Transient(why) if self.delivered as i64 >= max_deliver => (
+                "retries_exhausted",
+                format!("gave up after {} attempts: {why}", self.delivered),
+                "max_deliveries",
+            ),
+            Failure::Transient(why) => {
+                tracing::warn!(%job_id, reason = why, attempt = self.delivered, "job interrupted; it will be retried");
+                self.status.message = Some(format!("retrying: {why}"));
+                let _ = self.store_status(store).await;
+                let delay = if shutting_down {
+                    Duration::ZERO
+                } else {
+                    Duration::from_secs((2u64 << self.delivered.min(5)).min(60))
+                };
+                self.release(delay).await;
+                return "retried";
+            }
+        };
+        tracing::warn!(%job_id, code, reason = why, "job failed");
+        let _ = store.put_status(&failed(self.status, code, &why)).await;
+        if let Err(e) = dead_letters
+            .dead_letter(
+                &self.message,
+                crate::subjects::streams::JOBS,
+                reason,
+                &format!("{code}: {why}"),
+            )
+            .await
+        {
+            tracing::error!(%e, "could not dead-letter a failed job");
+        }
+        "failed"
     }
 }
 

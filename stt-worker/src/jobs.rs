@@ -17,17 +17,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{AckKind, consumer::PullConsumer, message::Message};
+use async_nats::jetstream::{consumer::PullConsumer, message::Message};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
-use voxbridge_shared::codec;
-use voxbridge_shared::jobs::{self, JobError, JobStore};
+use voxbridge_shared::jobs::{self, Failure, JobStore};
 use voxbridge_shared::languages;
 use voxbridge_shared::messages::{
     JobKind, JobResult, JobSpec, JobState, JobStatus, SubtitleFormat, now_unix_ms,
 };
 use voxbridge_shared::service::ServiceContext;
-use voxbridge_shared::subjects::streams;
 use voxbridge_shared::subtitles::{LayoutOptions, Subtitles, reflow};
 
 use crate::transcriber::{Segment, TranscribeOptions, Transcriber};
@@ -238,25 +236,6 @@ pub fn render(cues: &[CueDraft], format: SubtitleFormat, layout: &LayoutOptions)
     out
 }
 
-/// Why a run did not succeed.
-#[derive(Debug)]
-enum Failure {
-    Poison { code: &'static str, message: String },
-    Transient(String),
-}
-
-impl From<JobError> for Failure {
-    fn from(e: JobError) -> Self {
-        match e {
-            JobError::TooLarge { .. } => Failure::Poison {
-                code: "file_too_large",
-                message: e.to_string(),
-            },
-            other => Failure::Transient(other.to_string()),
-        }
-    }
-}
-
 /// The audio-job consumer.
 #[derive(Debug, Clone)]
 pub struct AudioJobs {
@@ -325,154 +304,72 @@ impl AudioJobs {
     }
 
     async fn handle(&self, message: Message, shutdown: &CancellationToken) {
-        let spec = match codec::decode::<JobSpec>(&message.payload) {
-            Ok(spec) => spec,
-            Err(error) => {
-                if let Err(e) = self
-                    .ctx
-                    .dead_letters
-                    .malformed(&message, streams::JOBS, &error)
-                    .await
-                {
-                    tracing::error!(%e, "could not dead-letter a malformed job");
-                }
-                return;
-            }
-        };
-        let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-        let mut status = match self.store.status(&spec.job_id).await {
-            Ok(Some(status)) => status,
-            Ok(None) => jobs::status_for(&spec, JobState::Queued, now_unix_ms()),
-            Err(error) => {
-                tracing::warn!(%error, "job store unavailable; retrying the job later");
-                let _ = message
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-                    .await;
-                return;
-            }
-        };
-        if matches!(status.state, JobState::Succeeded | JobState::Failed) {
-            let _ = message.double_ack().await;
+        let Ok(mut run) = self
+            .store
+            .start_run(
+                &self.ctx.dead_letters,
+                message,
+                self.ack_wait,
+                "transcribing",
+            )
+            .await
+        else {
             return;
-        }
-        if status.results.iter().any(|r| r.transcript) {
+        };
+        let spec = run.spec.clone();
+        if run.status.results.iter().any(|r| r.transcript) {
             // Transcribed and handed over before; the ack was lost. Hand over again (the
             // publish is deduplicated) and finish.
-            match self.hand_over(&spec, &status).await {
+            match self.hand_over(&spec, &run.status).await {
                 Ok(()) => {
-                    let _ = message.double_ack().await;
+                    run.ack().await;
                 }
-                Err(_) => {
-                    let _ = message
-                        .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-                        .await;
-                }
+                Err(_) => run.release(Duration::from_secs(5)).await,
             }
             return;
         }
-        let message = Arc::new(message);
-        let keepalive = {
-            let message = message.clone();
-            let every = (self.ack_wait / 3).max(Duration::from_millis(500));
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    let _ = message.ack_with(AckKind::Progress).await;
-                }
-            })
-        };
-        status.state = JobState::Running;
-        status.attempts = delivered as u32;
-        status.message = Some("transcribing".into());
-        status.updated_at_ms = now_unix_ms();
-        let _ = self.store.put_status(&status).await;
         let started = Instant::now();
-        tracing::info!(job_id = %spec.job_id, file = spec.file_name, attempt = delivered, "audio job started");
-
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => Err(Failure::Transient("worker shutting down".into())),
-            outcome = self.transcribe(&spec, &mut status) => outcome,
+            outcome = self.transcribe(&spec, &mut run.status) => outcome,
         };
-        keepalive.abort();
         match outcome {
+            Ok(()) if spec.target_langs.is_empty() => {
+                run.status.state = JobState::Succeeded;
+                run.status.progress = 1.0;
+                run.status.message = Some(format!(
+                    "transcribed in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                ));
+                run.complete(&self.store).await;
+            }
             Ok(()) => {
-                let stored = if spec.target_langs.is_empty() {
-                    status.state = JobState::Succeeded;
-                    status.progress = 1.0;
-                    status.message = Some(format!(
-                        "transcribed in {:.1} s",
-                        started.elapsed().as_secs_f64()
-                    ));
-                    status.updated_at_ms = now_unix_ms();
-                    self.store
-                        .put_status(&status)
-                        .await
-                        .map_err(|e| e.to_string())
-                } else {
-                    status.progress = 0.5;
-                    status.message = Some("transcribed; translating".into());
-                    status.updated_at_ms = now_unix_ms();
-                    match self.store.put_status(&status).await {
-                        Ok(()) => self.hand_over(&spec, &status).await,
-                        Err(e) => Err(e.to_string()),
-                    }
+                // The transcript must be stored before the translation stage can read it.
+                run.status.progress = 0.5;
+                run.status.message = Some("transcribed; translating".into());
+                let handed = match run.store_status(&self.store).await {
+                    Ok(()) => self.hand_over(&spec, &run.status).await,
+                    Err(e) => Err(e.to_string()),
                 };
-                match stored {
+                match handed {
                     Ok(()) => {
-                        let _ = message.double_ack().await;
-                        tracing::info!(job_id = %spec.job_id, seconds = started.elapsed().as_secs_f64(), "audio job transcribed");
+                        run.ack().await;
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "could not record a transcribed job; it will run again");
-                        let _ = message
-                            .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-                            .await;
+                        tracing::warn!(%error, "could not hand a transcribed job over; it will run again");
+                        run.release(Duration::from_secs(5)).await;
                     }
                 }
             }
-            Err(Failure::Poison { code, message: why }) => {
-                tracing::warn!(job_id = %spec.job_id, code, reason = why, "audio job failed");
-                let _ = self
-                    .store
-                    .put_status(&jobs::failed(status, code, &why))
-                    .await;
-                if let Err(e) = self
-                    .ctx
-                    .dead_letters
-                    .dead_letter(
-                        &message,
-                        streams::JOBS,
-                        "poison_input",
-                        &format!("{code}: {why}"),
-                    )
-                    .await
-                {
-                    tracing::error!(%e, "could not dead-letter a failed job");
-                }
-            }
-            Err(Failure::Transient(why)) if delivered as i64 >= self.max_deliver => {
-                let why = format!("gave up after {delivered} attempts: {why}");
-                let _ = self
-                    .store
-                    .put_status(&jobs::failed(status, "retries_exhausted", &why))
-                    .await;
-                let _ = self
-                    .ctx
-                    .dead_letters
-                    .dead_letter(&message, streams::JOBS, "max_deliveries", &why)
-                    .await;
-            }
-            Err(Failure::Transient(why)) => {
-                tracing::warn!(job_id = %spec.job_id, reason = why, "audio job interrupted; it will be retried");
-                status.message = Some(format!("retrying: {why}"));
-                status.updated_at_ms = now_unix_ms();
-                let _ = self.store.put_status(&status).await;
-                let delay = if shutdown.is_cancelled() {
-                    Duration::ZERO
-                } else {
-                    Duration::from_secs((2u64 << delivered.min(5)).min(60))
-                };
-                let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+            Err(failure) => {
+                run.fail(
+                    &self.store,
+                    &self.ctx.dead_letters,
+                    failure,
+                    self.max_deliver,
+                    shutdown.is_cancelled(),
+                )
+                .await;
             }
         }
     }
