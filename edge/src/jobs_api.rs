@@ -22,9 +22,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use voxbridge_shared::JobId;
-use voxbridge_shared::jobs::{JobError, JobOptions, JobStore, Upload};
+use voxbridge_shared::jobs::{JobError, JobOptions, JobStore, JobView, Upload, short_code};
 use voxbridge_shared::languages;
 use voxbridge_shared::messages::{JobKind, JobState, JobStatus, SubtitleFormat};
 
@@ -88,79 +88,6 @@ async fn require_api_key(
             "this edge needs an API key: `Authorization: Bearer <key>` or `?api_key=`".into(),
         )
         .into_response(),
-    }
-}
-
-/// A job as the API shows it (languages as short codes).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobView {
-    pub id: String,
-    pub state: JobState,
-    pub progress: f32,
-    pub message: Option<String>,
-    pub error: Option<voxbridge_shared::messages::ErrorInfo>,
-    pub kind: Option<JobKind>,
-    pub file_name: Option<String>,
-    pub source: Option<String>,
-    pub targets: Vec<String>,
-    pub submitted_at_ms: Option<u64>,
-    pub updated_at_ms: u64,
-    pub attempts: u32,
-    pub results: Vec<ResultView>,
-    /// Set on a submission answered with an existing job.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub deduplicated: bool,
-}
-
-/// One result file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ResultView {
-    pub lang: String,
-    pub transcript: bool,
-    pub file_name: String,
-    pub format: SubtitleFormat,
-    pub cues: u64,
-    pub overlong_cues: u64,
-    pub url: String,
-}
-
-fn short(flores: &str) -> String {
-    languages::by_flores(flores)
-        .map(|l| l.bcp47.to_string())
-        .unwrap_or_else(|| flores.to_string())
-}
-
-impl JobView {
-    fn from_status(status: &JobStatus, deduplicated: bool) -> Self {
-        let id = status.job_id.to_string();
-        Self {
-            state: status.state,
-            progress: status.progress,
-            message: status.message.clone(),
-            error: status.error.clone(),
-            kind: status.kind,
-            file_name: status.file_name.clone(),
-            source: status.source_lang.as_deref().map(short),
-            targets: status.target_langs.iter().map(|t| short(t)).collect(),
-            submitted_at_ms: status.submitted_at_ms,
-            updated_at_ms: status.updated_at_ms,
-            attempts: status.attempts,
-            results: status
-                .results
-                .iter()
-                .map(|r| ResultView {
-                    lang: short(&r.lang),
-                    transcript: r.transcript,
-                    file_name: r.file_name.clone(),
-                    format: r.format,
-                    cues: r.cues,
-                    overlong_cues: r.overlong_cues,
-                    url: format!("/v1/jobs/{id}/result?lang={}", short(&r.lang)),
-                })
-                .collect(),
-            deduplicated,
-            id,
-        }
     }
 }
 
@@ -436,7 +363,7 @@ async fn result_inner(
         }
         None if status.results.len() == 1 => status.results.first(),
         None => {
-            let langs: Vec<String> = status.results.iter().map(|r| short(&r.lang)).collect();
+            let langs: Vec<String> = status.results.iter().map(|r| short_code(&r.lang)).collect();
             return Err(ApiError::InvalidRequest(format!(
                 "the job has several results; choose one with ?lang= ({})",
                 langs.join(", ")

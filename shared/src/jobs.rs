@@ -26,8 +26,11 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::codec;
 use crate::ids::JobId;
+use crate::languages;
 use crate::messages::{
     ErrorInfo, JobKind, JobProgress, JobSpec, JobState, JobStatus, SubtitleFormat, UnixMs,
     now_unix_ms,
@@ -650,6 +653,81 @@ pub fn status_for(spec: &JobSpec, state: JobState, at: UnixMs) -> JobStatus {
         submitted_at_ms: Some(spec.submitted_at_ms),
         results: vec![],
         attempts: 0,
+    }
+}
+
+/// A job as the REST API and `voxctl --json` show it (languages as short codes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: String,
+    pub state: JobState,
+    pub progress: f32,
+    pub message: Option<String>,
+    pub error: Option<ErrorInfo>,
+    pub kind: Option<JobKind>,
+    pub file_name: Option<String>,
+    pub source: Option<String>,
+    pub targets: Vec<String>,
+    pub submitted_at_ms: Option<u64>,
+    pub updated_at_ms: u64,
+    pub attempts: u32,
+    pub results: Vec<ResultView>,
+    /// Set on a submission answered with an existing job.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deduplicated: bool,
+}
+
+/// One result file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResultView {
+    pub lang: String,
+    pub transcript: bool,
+    pub file_name: String,
+    pub format: SubtitleFormat,
+    pub cues: u64,
+    pub overlong_cues: u64,
+    pub url: String,
+}
+
+/// The short (BCP-47) code of a FLORES-200 code, or the code itself.
+pub fn short_code(flores: &str) -> String {
+    languages::by_flores(flores)
+        .map(|l| l.bcp47.to_string())
+        .unwrap_or_else(|| flores.to_string())
+}
+
+impl JobView {
+    /// The view of a status record; `deduplicated` marks a submission answered with it.
+    pub fn from_status(status: &JobStatus, deduplicated: bool) -> Self {
+        let id = status.job_id.to_string();
+        Self {
+            state: status.state,
+            progress: status.progress,
+            message: status.message.clone(),
+            error: status.error.clone(),
+            kind: status.kind,
+            file_name: status.file_name.clone(),
+            source: status.source_lang.as_deref().map(short_code),
+            targets: status.target_langs.iter().map(|t| short_code(t)).collect(),
+            submitted_at_ms: status.submitted_at_ms,
+            updated_at_ms: status.updated_at_ms,
+            attempts: status.attempts,
+            results: status
+                .results
+                .iter()
+                .map(|r| ResultView {
+                    lang: short_code(&r.lang),
+                    transcript: r.transcript,
+                    file_name: r.file_name.clone(),
+                    format: r.format,
+                    cues: r.cues,
+                    overlong_cues: r.overlong_cues,
+                    url: format!("/v1/jobs/{id}/result?lang={}", short_code(&r.lang)),
+                })
+                .collect(),
+            deduplicated,
+            id,
+        }
     }
 }
 

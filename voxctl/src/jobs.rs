@@ -303,27 +303,8 @@ async fn finish(
     Ok(0)
 }
 
-fn status_json(status: &JobStatus) -> serde_json::Value {
-    serde_json::json!({
-        "id": status.job_id.to_string(),
-        "state": status.state,
-        "progress": status.progress,
-        "message": status.message,
-        "error": status.error,
-        "kind": status.kind,
-        "file_name": status.file_name,
-        "source": status.source_lang.as_deref().map(short),
-        "targets": status.target_langs.iter().map(|t| short(t)).collect::<Vec<_>>(),
-        "attempts": status.attempts,
-        "results": status.results.iter().map(|r| serde_json::json!({
-            "lang": short(&r.lang),
-            "transcript": r.transcript,
-            "file_name": r.file_name,
-            "format": r.format,
-            "cues": r.cues,
-            "overlong_cues": r.overlong_cues,
-        })).collect::<Vec<_>>(),
-    })
+fn status_json(status: &JobStatus) -> voxbridge_shared::jobs::JobView {
+    voxbridge_shared::jobs::JobView::from_status(status, false)
 }
 
 /// `voxctl jobs`
