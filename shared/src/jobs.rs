@@ -9,7 +9,8 @@
 //! | `job.<job id>` | [`JobStatus`] (MessagePack) — the latest state, progress and results |
 //! | `hash.<content hash>` | the job id (UTF-8) — the de-duplication index |
 //!
-//! Object Store keys: `input/<job id>/<safe file name>` and `result/<job id>/<file name>`.
+//! Object Store keys: `input/<upload id>/<safe file name>` (streamed in before the job exists)
+//! and `result/<job id>/<file name>`.
 //!
 //! **De-duplication.** The content hash is the SHA-256 of the options (kind, source, sorted
 //! targets, output format) and the file's bytes. Submitting the same file with the same options
