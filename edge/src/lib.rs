@@ -9,6 +9,7 @@ pub mod jobs_api;
 pub mod live;
 pub mod mt_client;
 pub mod routes;
+pub mod system_metrics;
 pub mod tokens;
 pub mod web;
 
@@ -92,6 +93,10 @@ pub struct Config {
     /// Largest file accepted by `POST /v1/jobs`, in bytes.
     #[arg(long, env = "VOXBRIDGE_EDGE_MAX_JOB_BYTES", default_value_t = voxbridge_shared::jobs::DEFAULT_MAX_JOB_BYTES)]
     pub max_job_bytes: usize,
+    /// Seconds between reads of the stream and consumer info exported as
+    /// `voxbridge_edge_stream_*` / `voxbridge_edge_consumer_*` gauges.
+    #[arg(long, env = "VOXBRIDGE_EDGE_QUEUE_POLL_S", default_value_t = system_metrics::DEFAULT_QUEUE_POLL_S)]
+    pub queue_poll_s: u64,
 }
 
 /// A running edge (tests use the bound address).
@@ -118,11 +123,19 @@ pub async fn start(
     let common = ServiceMetrics::register(&mut registry, "edge");
     let http_metrics = routes::HttpMetrics::register(&mut registry);
     let live_metrics = live::LiveMetrics::register(&mut registry);
+    let system_metrics = system_metrics::SystemMetrics::register(&mut registry);
     let settings = settings.unwrap_or_else(|| config.topology.settings());
     let ctx =
         ServiceContext::start_with_settings("edge", &config.nats, settings, common, &shutdown)
             .await?;
     let ready = nats_ready(ctx.client.clone());
+    system_metrics::start(
+        ctx.clone(),
+        system_metrics,
+        std::time::Duration::from_secs(config.queue_poll_s.max(1)),
+        shutdown.clone(),
+    )
+    .await?;
     let mt = mt_client::MtClient::start(ctx.clone(), config.max_mt_queue, shutdown.clone()).await?;
     let state = routes::AppState {
         mt,

@@ -102,6 +102,7 @@ pub struct LiveMetrics {
     pub audio_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     pub slow_client_closes: Counter,
     pub first_partial_seconds: Histogram,
+    pub final_latency_seconds: Histogram,
     pub translation_latency_seconds: Histogram,
 }
 
@@ -133,6 +134,7 @@ impl LiveMetrics {
             audio_seconds: Counter::default(),
             slow_client_closes: Counter::default(),
             first_partial_seconds: latency(),
+            final_latency_seconds: latency(),
             translation_latency_seconds: latency(),
         };
         let r = registry.sub_registry_with_prefix("voxbridge_edge_live");
@@ -165,6 +167,11 @@ impl LiveMetrics {
             "first_partial_seconds",
             "From a session's first audio frame received to its first partial pushed",
             m.first_partial_seconds.clone(),
+        );
+        r.register(
+            "final_latency_seconds",
+            "From receiving the audio that ends a sentence to pushing its final transcript",
+            m.final_latency_seconds.clone(),
         );
         r.register(
             "translation_latency_seconds",
@@ -498,12 +505,34 @@ struct Connection {
 #[derive(Default)]
 struct AudioMarks {
     first_frame: Option<Instant>,
+    /// Audio time (ms) before which no receive time is known: where this connection's audio
+    /// began (a resumed session) or the end of the oldest mark dropped to bound memory.
+    known_from_ms: u64,
+    /// (end of a received chunk in audio ms, when it was received), in audio order.
     marks: VecDeque<(u64, Instant)>,
 }
 
 impl AudioMarks {
-    /// When the audio up to `ms` had been received.
+    /// Records a chunk covering audio `start_ms..end_ms`, received `now`.
+    fn record(&mut self, start_ms: u64, end_ms: u64, now: Instant) {
+        if self.first_frame.is_none() {
+            self.first_frame = Some(now);
+            self.known_from_ms = start_ms;
+        }
+        if self.marks.len() >= MAX_AUDIO_MARKS
+            && let Some((end, _)) = self.marks.pop_front()
+        {
+            self.known_from_ms = end;
+        }
+        self.marks.push_back((end_ms, now));
+    }
+
+    /// When the audio up to `ms` had been received by this connection (`None` for audio it did
+    /// not receive, so latencies are never under-reported).
     fn received_at(&self, ms: u64) -> Option<Instant> {
+        if self.first_frame.is_some() && ms <= self.known_from_ms {
+            return None;
+        }
         let i = self.marks.partition_point(|(end, _)| *end < ms);
         self.marks.get(i).map(|(_, t)| *t)
     }
@@ -869,13 +898,9 @@ impl Connection {
                                 }
                             }
                             {
-                                let mut m = marks.lock().unwrap_or_else(|e| e.into_inner());
-                                let now = Instant::now();
-                                m.first_frame.get_or_insert(now);
-                                if m.marks.len() >= MAX_AUDIO_MARKS {
-                                    m.marks.pop_front();
-                                }
-                                m.marks.push_back(((offset + samples) * 1000 / u64::from(AUDIO_SAMPLE_RATE_HZ), now));
+                                let ms = |samples: u64| samples * 1000 / u64::from(AUDIO_SAMPLE_RATE_HZ);
+                                marks.lock().unwrap_or_else(|e| e.into_inner())
+                                    .record(ms(offset), ms(offset + samples), Instant::now());
                             }
                             self.state.metrics.audio_seconds.inc_by(samples as f64 / f64::from(AUDIO_SAMPLE_RATE_HZ));
                             match self.publish_chunk(seq, offset, pcm).await {
@@ -1221,6 +1246,9 @@ impl Pump {
                             // The recogniser skips targets in the sentence's own language.
                             let expected = self.targets.iter().filter(|t| Some(t.as_str()) != f.lang.as_deref()).count();
                             finals.insert(f.segment_id, FinalInfo { index: f.index, start_ms: f.start_ms, end_ms: f.end_ms, expected });
+                            if !replayed {
+                                self.observe_since_audio(&self.metrics.final_latency_seconds, f.end_ms);
+                            }
                             let lang = f.lang.as_deref().and_then(languages::by_flores).map(|l| l.bcp47).or(f.lang.as_deref());
                             Some(("transcript.final", json!({
                                 "segment_id": f.segment_id.to_string(), "index": f.index,
@@ -1291,6 +1319,19 @@ impl Pump {
         }
     }
 
+    /// Observes the time since this connection received the audio up to `end_ms` (speaker
+    /// connections only, and only for audio this connection received).
+    fn observe_since_audio(&self, histogram: &Histogram, end_ms: u64) {
+        let Some(marks) = &self.marks else { return };
+        let received = marks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .received_at(end_ms);
+        if let Some(received) = received {
+            histogram.observe(received.elapsed().as_secs_f64());
+        }
+    }
+
     /// Pushes one translation result (or its error) unless already delivered; `false` when the
     /// client is gone or too slow.
     fn translation(
@@ -1329,16 +1370,8 @@ impl Pump {
                 }),
             );
         }
-        if let (Some(marks), Some(info)) = (&self.marks, info) {
-            let received = marks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .received_at(info.end_ms);
-            if let Some(received) = received {
-                self.metrics
-                    .translation_latency_seconds
-                    .observe(received.elapsed().as_secs_f64());
-            }
+        if let Some(info) = info {
+            self.observe_since_audio(&self.metrics.translation_latency_seconds, info.end_ms);
         }
         self.outbox.event_at(
             at,
@@ -1384,6 +1417,22 @@ mod tests {
         assert_eq!(marks.received_at(100), Some(t0));
         assert_eq!(marks.received_at(150), Some(t1));
         assert_eq!(marks.received_at(250), None);
+    }
+
+    #[test]
+    fn audio_marks_know_nothing_of_audio_another_connection_received() {
+        let t0 = Instant::now();
+        let mut marks = AudioMarks::default();
+        // A resumed session: this connection's audio starts at 5 s.
+        marks.record(5_000, 5_100, t0);
+        marks.record(5_100, 5_200, t0 + Duration::from_millis(100));
+        assert_eq!(marks.received_at(4_000), None);
+        assert_eq!(marks.received_at(5_000), None);
+        assert_eq!(marks.received_at(5_050), Some(t0));
+        assert_eq!(
+            marks.received_at(5_200),
+            Some(t0 + Duration::from_millis(100))
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod nats;
 pub mod service;
 pub mod shutdown;
+pub mod status;
 pub mod subjects;
 pub mod subtitles;
 pub mod telemetry;

@@ -164,3 +164,138 @@ async fn each_service_user_can_do_its_job_and_no_more() {
         );
     }
 }
+
+/// `voxctl status` against a real NATS with the topology, one MT worker, a queued audio job (no
+/// STT worker to take it) and a dead letter.
+#[tokio::test]
+async fn status_shows_streams_consumers_workers_jobs_and_the_dlq() {
+    use voxbridge_shared::JobId;
+    use voxbridge_shared::jobs::{JobStore, status_for};
+    use voxbridge_shared::messages::{JobKind, JobSpec, JobState, now_unix_ms};
+    use voxbridge_shared::subjects::streams;
+
+    let env = TestEnv::new();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let _mt = voxbridge_tests::start_mt_worker(&env, &[], shutdown.clone()).await;
+    let client = env.client().await;
+    let js = async_nats::jetstream::new(client.clone());
+    let store = JobStore::open(client.clone(), js.clone(), env.namespace.clone())
+        .await
+        .expect("job store (the worker created the topology)");
+    let spec = JobSpec {
+        v: 1,
+        job_id: JobId::new(),
+        kind: JobKind::Audio,
+        input_object: "input".into(),
+        file_name: "talk.wav".into(),
+        source_lang: None,
+        target_langs: vec![],
+        output_format: None,
+        content_hash: "status-test".into(),
+        submitted_at_ms: now_unix_ms(),
+    };
+    store
+        .put_status(&status_for(&spec, JobState::Queued, now_unix_ms()))
+        .await
+        .expect("job status");
+    store.enqueue(&spec, "").await.expect("job queued");
+    js.publish(
+        env.namespace.dlq(streams::MT),
+        Bytes::from_static(b"poison"),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("dead letter stored");
+
+    let listen = voxctl::status::DEFAULT_LISTEN;
+    let report = voxctl::status::gather(&env.nats_config(), listen)
+        .await
+        .expect("status");
+    let stream = |base: &str| {
+        report
+            .streams
+            .iter()
+            .find(|s| s.stream == base)
+            .unwrap_or_else(|| panic!("no stream {base} in {report:#?}"))
+    };
+    assert_eq!(report.streams.len(), streams::ALL.len());
+    assert_eq!(stream(streams::DLQ).messages, 1);
+    assert_eq!(stream(streams::JOBS).messages, 1);
+    assert!(stream(streams::DLQ).bytes > 0);
+    let consumer = |name: &str| {
+        report
+            .consumers
+            .iter()
+            .find(|c| c.consumer == name)
+            .unwrap_or_else(|| panic!("no consumer {name} in {report:#?}"))
+    };
+    assert_eq!(report.consumers.len(), 4);
+    assert_eq!(consumer("jobs-audio").pending, 1, "the audio job waits");
+    assert_eq!(consumer("jobs-audio").ack_pending, 0);
+    assert_eq!(consumer("mt-workers").pending, 0);
+    assert_eq!(report.workers.alive.get("mt"), Some(&1), "{report:#?}");
+    assert_eq!(report.workers.alive.get("stt"), Some(&0));
+    assert!(report.workers.instances[0].instance.starts_with("mt-"));
+    assert_eq!(
+        (
+            report.jobs.in_flight,
+            report.jobs.queued,
+            report.jobs.running
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(report.jobs.active[0].file_name.as_deref(), Some("talk.wav"));
+    assert_eq!(report.dlq.messages, 1);
+    assert_eq!(report.dlq.by_source.get("mt"), Some(&1));
+
+    let screen = voxctl::status::render(&report);
+    println!("{screen}");
+    for line in [
+        "STREAM",
+        "JOBS/jobs-audio",
+        "mt   1 alive",
+        "stt  0 alive   <- none",
+        "JOBS  1 in flight (1 queued, 0 running), 0 finished kept",
+        "talk.wav",
+        "DLQ   1 message(s) (mt 1)",
+    ] {
+        assert!(
+            screen.contains(line),
+            "{line:?} not on the screen:\n{screen}"
+        );
+    }
+
+    // The binary's --json is the same report. (tokio's Command: a blocking wait would stall this
+    // runtime, and with it the in-process worker's heartbeats.)
+    let out = tokio::process::Command::new(bin_path("voxctl"))
+        .args(["--nats-url", &env.nats_url, "--namespace"])
+        .arg(env.namespace.prefix())
+        .args(["status", "--json", "--listen-s"])
+        .arg(listen.as_secs().to_string())
+        .env("VOXBRIDGE_LOG", "error")
+        .output()
+        .await
+        .expect("run voxctl status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    assert_eq!(json["workers"]["alive"]["mt"], 1, "{json:#}");
+    assert_eq!(json["workers"]["alive"]["stt"], 0);
+    assert_eq!(json["jobs"]["in_flight"], 1);
+    assert_eq!(json["dlq"]["messages"], 1);
+    assert_eq!(json["dlq"]["by_source"]["mt"], 1);
+    let audio = json["consumers"]
+        .as_array()
+        .expect("consumers")
+        .iter()
+        .find(|c| c["consumer"] == "jobs-audio")
+        .expect("jobs-audio")
+        .clone();
+    assert_eq!(audio["pending"], 1);
+    assert_eq!(audio["stream"], "JOBS");
+    shutdown.cancel();
+}

@@ -1,12 +1,15 @@
 //! `voxctl`, the command-line client: checks an installation (`doctor`), manages the JetStream
-//! topology (`topology export|ensure`), streams files through live sessions (`live`), submits
-//! and follows batch jobs (`translate-subs`, `transcribe`, `jobs`, `job`) and benchmarks.
+//! topology (`topology export|ensure`), shows the deployment's state (`status`), streams files
+//! through live sessions (`live`), submits and follows batch jobs (`translate-subs`,
+//! `transcribe`, `jobs`, `job`), scores text files (`score`) and benchmarks.
 
 pub mod bench;
 pub mod bench_subs;
 pub mod doctor;
 pub mod jobs;
 pub mod live;
+pub mod score;
+pub mod status;
 
 use std::path::PathBuf;
 
@@ -55,6 +58,11 @@ pub enum Command {
     },
     /// Show one job; `--wait` follows it and downloads its results.
     Job(jobs::JobArgs),
+    /// Score a hypothesis file against line-aligned reference files: WER (Whisper-normalised,
+    /// as jiwer computes it), BLEU, chrF or chrF++ (as sacreBLEU computes them). Needs no server.
+    Score(score::ScoreArgs),
+    /// One screen with streams, consumers (lag), workers alive, jobs in flight and the DLQ.
+    Status(status::StatusArgs),
     /// Benchmarks against a running system.
     Bench {
         #[command(subcommand)]
@@ -111,6 +119,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Transcribe(args) => jobs::transcribe(&cli.nats, &args).await,
         Command::Jobs { json } => jobs::list(&cli.nats, json).await,
         Command::Job(args) => jobs::show(&cli.nats, &args).await,
+        Command::Score(args) => score::run(&args),
+        Command::Status(args) => status::run(&cli.nats, &args).await,
         Command::Bench {
             what: BenchWhat::Live(args),
         } => {
