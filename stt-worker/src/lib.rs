@@ -92,6 +92,12 @@ pub struct Config {
     /// window; set e.g. 128 on a CPU that cannot keep up.
     #[arg(long, env = "VOXBRIDGE_STT_AUDIO_CTX_MARGIN", default_value_t = -1, allow_hyphen_values = true)]
     pub audio_ctx_margin: i64,
+    /// With a reduced encoder context (`--audio-ctx-margin`), recognise each final's audio once
+    /// more with the full 30 s window: quick partials from the cheap runs, the full window's
+    /// accuracy for words not yet shown as stable (docs/BENCHMARKS.md). Costs one full-window
+    /// run per sentence, which a slow CPU pays in final latency, hence off by default.
+    #[arg(long, env = "VOXBRIDGE_STT_VERIFY_FINALS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub verify_finals: bool,
     /// Words ending this close (ms) to the end of the buffer are not committed yet.
     #[arg(long, env = "VOXBRIDGE_STT_HOLDBACK_MS", default_value_t = 500)]
     pub holdback_ms: u64,
@@ -162,6 +168,8 @@ pub async fn start(
             max_buffer_ms: config.max_buffer_ms,
             vad_threshold: config.vad_threshold,
             holdback_ms: config.holdback_ms,
+            // Only a reduced context makes the steps' recognition differ from the full one.
+            verify_finals: config.verify_finals && config.audio_ctx_margin >= 0,
             ..policy::PolicyConfig::default()
         },
         beam_size: config.beam_size.max(1),

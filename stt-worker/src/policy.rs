@@ -12,6 +12,11 @@
 //!   everything heard so far.
 //! - Silence is never recognised (no hallucinated text): without detected speech the buffer only
 //!   keeps a short tail for the next onset.
+//! - Optionally (`verify_finals`), the audio of each final is recognised once more with the
+//!   recogniser's accurate setting ([`Recognizer::recognize_final`], e.g. whisper's full 30 s
+//!   encoder window when steps use a reduced one). Words already shown as stable are kept; the
+//!   rest of the final comes from that run. Cheap runs give quick partials, one accurate run
+//!   per sentence gives the final text.
 //! - All state needed to continue is a [`Checkpoint`], taken after every final; restoring it and
 //!   replaying the audio from `buffer_start_sample` reproduces exactly what the original would
 //!   have produced.
@@ -41,6 +46,12 @@ pub trait Recognizer: Send {
     /// Recognises `audio` (16 kHz mono, -1..1), given the text that precedes it.
     fn recognize(&mut self, audio: &[f32], prompt: &str) -> Result<Vec<Word>, String>;
 
+    /// Recognises the audio of a final with the most accurate setting, when it differs from the
+    /// one of [`Recognizer::recognize`] (see [`PolicyConfig::verify_finals`]).
+    fn recognize_final(&mut self, audio: &[f32], prompt: &str) -> Result<Vec<Word>, String> {
+        self.recognize(audio, prompt)
+    }
+
     /// The language the last recognition heard (ISO 639-1, e.g. `"en"`), when the model detects
     /// it; `None` when the language was given or cannot be detected.
     fn language(&self) -> Option<String> {
@@ -64,6 +75,9 @@ pub struct PolicyConfig {
     /// Words ending this close to the end of the buffer are never committed by agreement: the
     /// recogniser has heard only part of them, and two cut-off guesses often agree wrongly.
     pub holdback_ms: u64,
+    /// Recognise each final's audio once more with [`Recognizer::recognize_final`] and take the
+    /// words not yet shown as stable from it.
+    pub verify_finals: bool,
 }
 
 impl Default for PolicyConfig {
@@ -75,6 +89,7 @@ impl Default for PolicyConfig {
             vad_threshold: 0.5,
             lead_in_ms: 300,
             holdback_ms: 500,
+            verify_finals: false,
         }
     }
 }
@@ -263,7 +278,7 @@ impl<R: Recognizer> Policy<R> {
         self.committed.extend(hypothesis.into_iter().skip(k));
         self.tail.clear();
         let end = self.audio_end();
-        Ok(self.finalize(true, end))
+        self.finalize(true, end, k)
     }
 
     fn append(&mut self, samples: &[f32]) {
@@ -293,7 +308,22 @@ impl<R: Recognizer> Policy<R> {
     fn recognize(&mut self) -> Result<Vec<Word>, String> {
         let offset_ms = self.buffer_start / SAMPLES_PER_MS;
         let words = self.recognizer.recognize(&self.buffer, &self.context)?;
-        Ok(words
+        Ok(self.absolute(words, offset_ms))
+    }
+
+    /// Accurate recognition of the buffer up to absolute sample `end`.
+    fn recognize_final(&mut self, end: u64) -> Result<Vec<Word>, String> {
+        let offset_ms = self.buffer_start / SAMPLES_PER_MS;
+        let n = (end.saturating_sub(self.buffer_start) as usize).min(self.buffer.len());
+        let words = self
+            .recognizer
+            .recognize_final(&self.buffer[..n], &self.context)?;
+        Ok(self.absolute(words, offset_ms))
+    }
+
+    /// Drops non-speech annotations and makes word times absolute.
+    fn absolute(&self, words: Vec<Word>, offset_ms: u64) -> Vec<Word> {
+        words
             .into_iter()
             .filter(|w| !is_non_speech(&w.text))
             .map(|w| Word {
@@ -301,7 +331,7 @@ impl<R: Recognizer> Policy<R> {
                 end_ms: w.end_ms + offset_ms,
                 ..w
             })
-            .collect())
+            .collect()
     }
 
     fn step(&mut self) -> Result<Vec<Output>, String> {
@@ -316,6 +346,9 @@ impl<R: Recognizer> Policy<R> {
         };
         let hypothesis = self.recognize()?;
         let k = self.committed.len();
+        // Every step that hears words ends with a partial showing all committed words, so the
+        // committed words before this step are exactly those the listeners saw as stable.
+        let shown = k;
         let new_tail: Vec<Word> = hypothesis.into_iter().skip(k).collect();
         let horizon_ms =
             (self.audio_end() / SAMPLES_PER_MS).saturating_sub(self.config.holdback_ms);
@@ -341,9 +374,9 @@ impl<R: Recognizer> Policy<R> {
                     .map(|w| w.end_ms * SAMPLES_PER_MS)
                     .unwrap_or(self.audio_end())
             };
-            out.extend(self.finalize(true, end));
+            out.extend(self.finalize(true, end, shown)?);
         } else {
-            out.extend(self.finalize(false, 0));
+            out.extend(self.finalize(false, 0, shown)?);
         }
         if !self.committed.is_empty() || !self.tail.is_empty() {
             self.revision += 1;
@@ -362,17 +395,36 @@ impl<R: Recognizer> Policy<R> {
     }
 
     /// Emits a final per complete sentence in `committed` (all of it when `all`), trimming the
-    /// buffer after each; with `all`, the buffer is trimmed to `all_end` (absolute sample).
-    fn finalize(&mut self, all: bool, all_end: u64) -> Vec<Output> {
+    /// buffer after each; with `all`, the buffer is trimmed to `all_end` (absolute sample). The
+    /// first `shown` committed words have been shown as stable and are kept as they are.
+    fn finalize(
+        &mut self,
+        all: bool,
+        all_end: u64,
+        mut shown: usize,
+    ) -> Result<Vec<Output>, String> {
         let mut out = Vec::new();
         loop {
             let end = self.committed.iter().position(|w| ends_sentence(&w.text));
-            let j = match (end, all) {
-                (Some(j), _) => j,
-                (None, true) if !self.committed.is_empty() => self.committed.len() - 1,
+            let (j, rest) = match (end, all) {
+                (Some(j), _) => (j, false),
+                (None, true) if !self.committed.is_empty() => (self.committed.len() - 1, true),
                 _ => break,
             };
-            let words: Vec<Word> = self.committed.drain(..=j).collect();
+            let mut words: Vec<Word> = self.committed.drain(..=j).collect();
+            let stable = shown.min(words.len());
+            shown -= stable;
+            // Where the buffer is cut after this final: after its last word as heard by the
+            // steps (the verified words may be timed slightly differently).
+            let (_, heard_end_ms) = span(words.iter());
+            if self.config.verify_finals {
+                let cut_ms = if rest {
+                    all_end / SAMPLES_PER_MS
+                } else {
+                    heard_end_ms
+                };
+                words = self.verified(words, stable, cut_ms, rest)?;
+            }
             let text = join(&words);
             let (start_ms, end_ms) = span(words.iter());
             let index = self.next_final_index;
@@ -394,7 +446,7 @@ impl<R: Recognizer> Policy<R> {
                 self.context = self.context.chars().skip(excess).collect();
             }
             self.context = self.context.trim().to_string();
-            let cut = (end_ms * SAMPLES_PER_MS).clamp(self.buffer_start, self.audio_end());
+            let cut = (heard_end_ms * SAMPLES_PER_MS).clamp(self.buffer_start, self.audio_end());
             self.trim_to(cut);
         }
         if all {
@@ -407,7 +459,46 @@ impl<R: Recognizer> Policy<R> {
             // start so a session restored from it detects exactly the same speech.
             self.restart_vad();
         }
-        out
+        Ok(out)
+    }
+
+    /// The words of a final whose audio ends at `cut_ms` (absolute): its first `stable` words
+    /// as shown, then what an accurate recognition of its audio heard after them. With `rest`
+    /// the final takes everything up to `cut_ms`; otherwise the final ends a sentence and the
+    /// recognition also hears a little beyond the cut, so the last word is not clipped, but
+    /// only words starting before the cut count.
+    fn verified(
+        &mut self,
+        heard: Vec<Word>,
+        stable: usize,
+        cut_ms: u64,
+        rest: bool,
+    ) -> Result<Vec<Word>, String> {
+        const LOOK_AHEAD_MS: u64 = 300;
+        let end_ms = if rest { cut_ms } else { cut_ms + LOOK_AHEAD_MS };
+        let mut accurate = self.recognize_final(end_ms * SAMPLES_PER_MS)?;
+        if !rest {
+            accurate.retain(|w| w.start_ms < cut_ms);
+        }
+        if accurate.is_empty() {
+            // The accurate run heard nothing: keep what the steps heard rather than drop speech.
+            return Ok(heard);
+        }
+        let (shown, _) = heard.split_at(stable);
+        let after = if agreement(shown, &accurate) == shown.len() {
+            accurate.split_off(shown.len())
+        } else {
+            // The accurate run disagrees with words already shown: keep those, and take its
+            // words that start after them.
+            let shown_end = shown.last().map_or(0, |w| w.end_ms);
+            accurate
+                .into_iter()
+                .filter(|w| (w.start_ms + w.end_ms) / 2 >= shown_end)
+                .collect()
+        };
+        let mut words = shown.to_vec();
+        words.extend(after);
+        Ok(words)
     }
 
     fn restart_vad(&mut self) {
@@ -503,15 +594,16 @@ mod tests {
         calls: usize,
     }
 
-    impl Recognizer for Script {
-        fn recognize(&mut self, audio: &[f32], _prompt: &str) -> Result<Vec<Word>, String> {
-            self.calls += 1;
+    type Transcript = [(&'static str, u64, u64)];
+
+    impl Script {
+        /// The words of `transcript` inside `audio`, relative to it.
+        fn heard(&self, transcript: &Transcript, audio: &[f32]) -> Vec<Word> {
             let start = self
                 .absolute_start_ms
                 .load(std::sync::atomic::Ordering::Relaxed);
             let end = start + audio.len() as u64 / SAMPLES_PER_MS;
-            let mut out: Vec<Word> = self
-                .words
+            transcript
                 .iter()
                 .filter(|(_, s, e)| *s >= start && *e <= end)
                 .map(|(t, s, e)| Word {
@@ -520,7 +612,14 @@ mod tests {
                     end_ms: e - start,
                     probability: None,
                 })
-                .collect();
+                .collect()
+        }
+    }
+
+    impl Recognizer for Script {
+        fn recognize(&mut self, audio: &[f32], _prompt: &str) -> Result<Vec<Word>, String> {
+            self.calls += 1;
+            let mut out = self.heard(&self.words, audio);
             // The newest word is uncertain on odd calls.
             if self.calls % 2 == 1
                 && let Some(last) = out.last_mut()
@@ -528,6 +627,24 @@ mod tests {
                 last.text.push_str("?x");
             }
             Ok(out)
+        }
+    }
+
+    /// Cheap steps that mishear, and an accurate recognition for finals.
+    struct TwoSpeed {
+        steps: Script,
+        accurate: Vec<(&'static str, u64, u64)>,
+        final_calls: Vec<u64>,
+    }
+
+    impl Recognizer for TwoSpeed {
+        fn recognize(&mut self, audio: &[f32], prompt: &str) -> Result<Vec<Word>, String> {
+            self.steps.recognize(audio, prompt)
+        }
+
+        fn recognize_final(&mut self, audio: &[f32], _prompt: &str) -> Result<Vec<Word>, String> {
+            self.final_calls.push(audio.len() as u64 / SAMPLES_PER_MS);
+            Ok(self.steps.heard(&self.accurate, audio))
         }
     }
 
@@ -699,5 +816,152 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Feeds `ms` of speech in 100 ms chunks, then ends the session; returns every output.
+    fn run_session<R: Recognizer>(
+        policy: &mut Policy<R>,
+        start: &std::sync::atomic::AtomicU64,
+        ms: u64,
+    ) -> Vec<Output> {
+        let mut outputs = Vec::new();
+        for chunk in speech(ms).chunks(1600) {
+            start.store(
+                policy.buffer_start / SAMPLES_PER_MS,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            outputs.extend(policy.push(chunk).expect("push"));
+        }
+        start.store(
+            policy.buffer_start / SAMPLES_PER_MS,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        outputs.extend(policy.flush().expect("flush"));
+        outputs
+    }
+
+    fn finals(outputs: &[Output]) -> Vec<String> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Final { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn verified_finals_keep_shown_words_and_take_the_rest_from_the_accurate_run() {
+        let misheard = vec![
+            ("The", 0, 300),
+            ("quick", 300, 700),
+            ("brawn", 700, 1100),
+            ("fax", 1100, 1500),
+        ];
+        let accurate = vec![
+            ("The", 0, 300),
+            ("quick", 300, 700),
+            ("brown", 700, 1100),
+            ("fox.", 1100, 1500),
+        ];
+        let config = PolicyConfig {
+            step_ms: 500,
+            vad_threshold: 0.0,
+            ..PolicyConfig::default()
+        };
+        let session = SessionId::new();
+        let make = |start: &std::sync::Arc<std::sync::atomic::AtomicU64>| TwoSpeed {
+            steps: Script {
+                words: misheard.clone(),
+                absolute_start_ms: start.clone(),
+                calls: 0,
+            },
+            accurate: accurate.clone(),
+            final_calls: Vec::new(),
+        };
+
+        // Without verification the final is what the steps heard.
+        let start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut plain = Policy::new(config, make(&start), session);
+        let outputs = run_session(&mut plain, &start, 1500);
+        assert_eq!(finals(&outputs), vec!["The quick brawn fax"]);
+        assert!(plain.recognizer.final_calls.is_empty());
+
+        // With it, the words shown as stable stay, the rest comes from the accurate run.
+        let start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let verify = PolicyConfig {
+            verify_finals: true,
+            ..config
+        };
+        let mut checked = Policy::new(verify, make(&start), session);
+        let outputs = run_session(&mut checked, &start, 1500);
+        assert_eq!(finals(&outputs), vec!["The quick brown fox."]);
+        // One accurate run, over the final's whole audio.
+        assert_eq!(checked.recognizer.final_calls, vec![1500]);
+        let shown = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Partial { stable, .. } => Some(stable.clone()),
+                _ => None,
+            })
+            .next_back()
+            .expect("a partial");
+        assert_eq!(shown, "The quick", "words shown as stable before the final");
+    }
+
+    #[test]
+    fn verified_finals_never_change_words_already_shown() {
+        // The steps commit a misheard word before the final; the accurate run disagrees. The
+        // shown word stays (listeners saw it as stable) and the final continues after it.
+        let misheard = vec![
+            ("The", 0, 300),
+            ("quack", 300, 700),
+            ("brown", 700, 1100),
+            ("fox", 1100, 1500),
+            ("runs", 1500, 1800),
+        ];
+        let accurate = vec![
+            ("The", 0, 300),
+            ("quick", 300, 700),
+            ("brown", 700, 1100),
+            ("fox", 1100, 1500),
+            ("runs.", 1500, 1800),
+        ];
+        let start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let config = PolicyConfig {
+            step_ms: 500,
+            vad_threshold: 0.0,
+            verify_finals: true,
+            ..PolicyConfig::default()
+        };
+        let recognizer = TwoSpeed {
+            steps: Script {
+                words: misheard,
+                absolute_start_ms: start.clone(),
+                calls: 0,
+            },
+            accurate,
+            final_calls: Vec::new(),
+        };
+        let mut policy = Policy::new(config, recognizer, SessionId::new());
+        let outputs = run_session(&mut policy, &start, 2000);
+        let last_stable = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Partial { stable, .. } => Some(stable.clone()),
+                _ => None,
+            })
+            .next_back()
+            .expect("a partial");
+        assert!(last_stable.contains("quack"), "{last_stable:?}");
+        let finals = finals(&outputs);
+        assert_eq!(finals.len(), 1, "{finals:?}");
+        assert!(
+            finals[0].starts_with(&last_stable),
+            "{:?} must extend {last_stable:?}",
+            finals[0]
+        );
+        assert!(finals[0].ends_with("runs."), "{finals:?}");
+        assert_eq!(policy.recognizer.final_calls.len(), 1);
     }
 }

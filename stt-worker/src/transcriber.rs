@@ -67,6 +67,7 @@ impl Transcriber {
         }
         let mut params = WhisperContextParameters::default();
         params.use_gpu(false);
+        // Flash attention stays off: it made the encoder slower on these CPUs (BENCHMARKS.md).
         let context =
             WhisperContext::new_with_params(path, params).map_err(|e| TranscriberError::Load {
                 path: path.to_path_buf(),
@@ -249,18 +250,14 @@ impl std::fmt::Debug for WhisperRecognizer {
 /// Encoder frames per second of audio (whisper: 1500 frames for 30 s).
 const AUDIO_CTX_PER_S: f64 = 50.0;
 
-impl crate::policy::Recognizer for WhisperRecognizer {
-    fn recognize(
+impl WhisperRecognizer {
+    fn run(
         &mut self,
         audio: &[f32],
         prompt: &str,
+        audio_ctx: Option<usize>,
     ) -> Result<Vec<crate::policy::Word>, String> {
         let seconds = audio.len() as f64 / 16_000.0;
-        // The encoder costs a full 30 s window unless told otherwise: size its context to the
-        // buffer (plus a margin), the main lever for keeping up on a CPU.
-        let audio_ctx = self
-            .audio_ctx_margin
-            .map(|margin| ((seconds * AUDIO_CTX_PER_S).ceil() as usize + margin).min(1500));
         let options = TranscribeOptions {
             threads: self.threads,
             language: self.language.clone(),
@@ -276,6 +273,31 @@ impl crate::policy::Recognizer for WhisperRecognizer {
         (self.on_run)(started.elapsed().as_secs_f64(), seconds);
         self.detected = detected;
         Ok(segments.into_iter().flat_map(|s| s.words).collect())
+    }
+}
+
+impl crate::policy::Recognizer for WhisperRecognizer {
+    fn recognize(
+        &mut self,
+        audio: &[f32],
+        prompt: &str,
+    ) -> Result<Vec<crate::policy::Word>, String> {
+        // The encoder costs a full 30 s window unless told otherwise: size its context to the
+        // buffer (plus a margin), the main lever for keeping up on a CPU.
+        let seconds = audio.len() as f64 / 16_000.0;
+        let audio_ctx = self
+            .audio_ctx_margin
+            .map(|margin| ((seconds * AUDIO_CTX_PER_S).ceil() as usize + margin).min(1500));
+        self.run(audio, prompt, audio_ctx)
+    }
+
+    /// Finals are recognised with the full window the model was trained on.
+    fn recognize_final(
+        &mut self,
+        audio: &[f32],
+        prompt: &str,
+    ) -> Result<Vec<crate::policy::Word>, String> {
+        self.run(audio, prompt, None)
     }
 
     fn language(&self) -> Option<String> {

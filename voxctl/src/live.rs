@@ -83,6 +83,8 @@ pub struct SessionTimes {
     pub translation_s: Vec<f64>,
     /// Per final: seconds from sending the audio that ends it to receiving it.
     pub final_s: Vec<f64>,
+    /// Per final (same order): the session time (s of audio) where it ends.
+    pub final_audio_s: Vec<f64>,
     pub finals: Vec<String>,
     pub errors: Vec<String>,
     pub close_code: Option<u16>,
@@ -189,6 +191,7 @@ pub async fn stream_file(
                 }
                 if let Some(sent) = at_ms(&mut sent_at, &mut sent_rx, end) {
                     times.final_s.push(now.duration_since(sent).as_secs_f64());
+                    times.final_audio_s.push(end as f64 / 1000.0);
                 }
                 times
                     .finals
@@ -264,8 +267,33 @@ pub struct LiveLevel {
     pub first_partial: Option<Summary>,
     pub final_latency: Option<Summary>,
     pub translation: Option<Summary>,
+    /// Final latency over the last minute of the sessions' audio (sessions of 2 minutes or
+    /// more).
+    pub final_latency_last_minute: Option<Summary>,
+    /// How the final latency grows with session time (seconds per minute of audio, least
+    /// squares over all finals): about 0 when the workers keep up, positive when they fall
+    /// behind.
+    pub final_latency_trend_s_per_min: Option<f64>,
     pub errors: Vec<String>,
     pub unclean_closes: usize,
+}
+
+/// Sessions at least this long (s of audio) report the last minute and the latency trend.
+const LONG_SESSION_S: f64 = 120.0;
+
+/// Least-squares slope of `y` over `x`.
+fn slope(x: &[f64], y: &[f64]) -> Option<f64> {
+    let n = x.len().min(y.len());
+    if n < 2 {
+        return None;
+    }
+    let (mx, my) = (
+        x.iter().sum::<f64>() / n as f64,
+        y.iter().sum::<f64>() / n as f64,
+    );
+    let sxx: f64 = x.iter().map(|v| (v - mx).powi(2)).sum();
+    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    (sxx > 0.0).then(|| sxy / sxx)
 }
 
 /// `voxctl bench live`.
@@ -298,6 +326,7 @@ pub async fn bench_live(args: &BenchLiveArgs) -> anyhow::Result<Vec<LiveLevel>> 
         }
         let mut first = Vec::new();
         let mut finals = Vec::new();
+        let mut final_at = Vec::new();
         let mut translations = Vec::new();
         let mut errors = Vec::new();
         let mut unclean = 0;
@@ -305,7 +334,8 @@ pub async fn bench_live(args: &BenchLiveArgs) -> anyhow::Result<Vec<LiveLevel>> 
             match result? {
                 Ok(t) => {
                     first.extend(t.first_partial_s);
-                    finals.extend(t.final_s);
+                    finals.extend(&t.final_s);
+                    final_at.extend(&t.final_audio_s);
                     translations.extend(t.translation_s);
                     errors.extend(t.errors);
                     if t.close_code != Some(1000) {
@@ -319,11 +349,28 @@ pub async fn bench_live(args: &BenchLiveArgs) -> anyhow::Result<Vec<LiveLevel>> 
             }
         }
         let summary = |v: Vec<f64>| (!v.is_empty()).then(|| Summary::of(v));
+        // Whether the workers keep up shows over long sessions only.
+        let longest = final_at.iter().copied().fold(0.0, f64::max);
+        let long = longest >= LONG_SESSION_S;
+        let last_minute = long.then(|| {
+            final_at
+                .iter()
+                .zip(&finals)
+                .filter(|(at, _)| **at >= longest - 60.0)
+                .map(|(_, l)| *l)
+                .collect::<Vec<_>>()
+        });
+        let trend = long
+            .then(|| slope(&final_at, &finals))
+            .flatten()
+            .map(|s| s * 60.0);
         let level = LiveLevel {
             sessions: n,
             first_partial: summary(first),
             final_latency: summary(finals),
             translation: summary(translations),
+            final_latency_last_minute: last_minute.and_then(summary),
+            final_latency_trend_s_per_min: trend,
             errors,
             unclean_closes: unclean,
         };
@@ -344,15 +391,18 @@ pub fn table(levels: &[LiveLevel]) -> String {
         })
     };
     let mut out = String::from(
-        "| sessions | first partial (p50 / p95) | final after its audio (p50 / p95) | translation after its audio (p50 / p95) | errors | unclean closes |\n|---|---|---|---|---|---|\n",
+        "| sessions | first partial (p50 / p95) | final after its audio (p50 / p95) | translation after its audio (p50 / p95) | final, last minute (p50 / p95) | final latency trend | errors | unclean closes |\n|---|---|---|---|---|---|---|---|\n",
     );
     for l in levels {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
             l.sessions,
             cell(&l.first_partial),
             cell(&l.final_latency),
             cell(&l.translation),
+            cell(&l.final_latency_last_minute),
+            l.final_latency_trend_s_per_min
+                .map_or("—".to_string(), |t| format!("{t:+.2} s/min")),
             l.errors.len(),
             l.unclean_closes
         ));
@@ -363,6 +413,14 @@ pub fn table(levels: &[LiveLevel]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slope_of_a_line() {
+        let x = [0.0, 60.0, 120.0];
+        assert!((slope(&x, &[1.0, 2.0, 3.0]).expect("slope") - 1.0 / 60.0).abs() < 1e-12);
+        assert_eq!(slope(&x, &[2.0, 2.0, 2.0]), Some(0.0));
+        assert_eq!(slope(&[1.0], &[1.0]), None);
+    }
 
     #[test]
     fn wav_of_another_rate_and_stereo_becomes_16k_mono() {
