@@ -96,7 +96,7 @@ async fn english_recordings_are_transcribed_within_10_percent_wer() {
             false,
         )
         .await;
-        let events = transcript_events(&env, session, Duration::from_secs(120)).await;
+        let events = transcript_events(&env, session, Duration::from_secs(600)).await;
         assert_committed_text_never_changes(&events);
         let text = final_texts(&events).join(" ");
         let reference = reference_text(&wav);
@@ -283,10 +283,13 @@ fn three_sentences() -> Vec<i16> {
 async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
     let env = TestEnv::new();
     let samples = three_sentences();
+    // What is tested is failover, not accuracy: the reduced encoder context keeps each run
+    // cheap enough for slow CPUs (a full-window tiny.en run costs up to 10 s of a core there).
+    let fast = ["--audio-ctx-margin", "128"];
 
     // The reference: the same audio, uninterrupted.
     let shutdown = CancellationToken::new();
-    let steady = start_stt_worker(&env, &[], shutdown.clone()).await;
+    let steady = start_stt_worker(&env, &fast, shutdown.clone()).await;
     let reference_session = SessionId::new();
     stream_session(
         &env,
@@ -299,7 +302,7 @@ async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
     )
     .await;
     let reference =
-        final_texts(&transcript_events(&env, reference_session, Duration::from_secs(120)).await);
+        final_texts(&transcript_events(&env, reference_session, Duration::from_secs(600)).await);
     assert!(
         reference.len() >= 2,
         "need several finals to test failover: {reference:?}"
@@ -316,6 +319,7 @@ async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
         "--model".to_string(),
         model.to_string_lossy().into_owned(),
     ];
+    args.extend(fast.iter().map(|s| s.to_string()));
     args.extend(TestEnv::topology_flags().iter().map(|s| s.to_string()));
     let mut victim = voxbridge_tests::spawn_healthy(&env, "voxbridge-stt", &args, port).await;
     let session = SessionId::new();
@@ -340,9 +344,9 @@ async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
         use futures::StreamExt;
         let mut messages = voxbridge_tests::transcript_messages(&env, session).await;
         loop {
-            let m = tokio::time::timeout(Duration::from_secs(60), messages.next())
+            let m = tokio::time::timeout(Duration::from_secs(180), messages.next())
                 .await
-                .expect("a final within 60 s")
+                .expect("a final within 180 s")
                 .expect("open")
                 .expect("message");
             let event: TranscriptEvent =
@@ -357,9 +361,9 @@ async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
 
     // A second worker picks the session up from its checkpoint.
     let shutdown = CancellationToken::new();
-    let _rescuer = start_stt_worker(&env, &[], shutdown.clone()).await;
+    let _rescuer = start_stt_worker(&env, &fast, shutdown.clone()).await;
     streamer.await.expect("streamer");
-    let events = transcript_events(&env, session, Duration::from_secs(180)).await;
+    let events = transcript_events(&env, session, Duration::from_secs(600)).await;
     let finals = final_texts(&events);
     println!("uninterrupted: {reference:?}\nwith failover: {finals:?}");
     assert_eq!(
@@ -381,7 +385,7 @@ async fn the_language_is_detected_when_the_session_names_none() {
     let session = SessionId::new();
     let samples = read_wav(&audio_dir().join("en_02.wav"));
     stream_session(&env, session, None, &["vie_Latn"], &samples, 100, false).await;
-    let events = transcript_events(&env, session, Duration::from_secs(180)).await;
+    let events = transcript_events(&env, session, Duration::from_secs(600)).await;
     let finals: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
