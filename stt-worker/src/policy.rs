@@ -850,6 +850,34 @@ mod tests {
             .collect()
     }
 
+    /// The stable text of the last partial.
+    fn last_stable(outputs: &[Output]) -> String {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Partial { stable, .. } => Some(stable.clone()),
+                _ => None,
+            })
+            .next_back()
+            .expect("a partial")
+    }
+
+    fn two_speed(
+        misheard: &Transcript,
+        accurate: &Transcript,
+        start: &std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> TwoSpeed {
+        TwoSpeed {
+            steps: Script {
+                words: misheard.to_vec(),
+                absolute_start_ms: start.clone(),
+                calls: 0,
+            },
+            accurate: accurate.to_vec(),
+            final_calls: Vec::new(),
+        }
+    }
+
     #[test]
     fn verified_finals_keep_shown_words_and_take_the_rest_from_the_accurate_run() {
         let misheard = vec![
@@ -870,14 +898,8 @@ mod tests {
             ..PolicyConfig::default()
         };
         let session = SessionId::new();
-        let make = |start: &std::sync::Arc<std::sync::atomic::AtomicU64>| TwoSpeed {
-            steps: Script {
-                words: misheard.clone(),
-                absolute_start_ms: start.clone(),
-                calls: 0,
-            },
-            accurate: accurate.clone(),
-            final_calls: Vec::new(),
+        let make = |start: &std::sync::Arc<std::sync::atomic::AtomicU64>| {
+            two_speed(&misheard, &accurate, start)
         };
 
         // Without verification the final is what the steps heard.
@@ -898,15 +920,11 @@ mod tests {
         assert_eq!(finals(&outputs), vec!["The quick brown fox."]);
         // One accurate run, over the final's whole audio.
         assert_eq!(checked.recognizer.final_calls, vec![1500]);
-        let shown = outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Partial { stable, .. } => Some(stable.clone()),
-                _ => None,
-            })
-            .next_back()
-            .expect("a partial");
-        assert_eq!(shown, "The quick", "words shown as stable before the final");
+        assert_eq!(
+            last_stable(&outputs),
+            "The quick",
+            "words shown as stable before the final"
+        );
     }
 
     #[test]
@@ -934,25 +952,10 @@ mod tests {
             verify_finals: true,
             ..PolicyConfig::default()
         };
-        let recognizer = TwoSpeed {
-            steps: Script {
-                words: misheard,
-                absolute_start_ms: start.clone(),
-                calls: 0,
-            },
-            accurate,
-            final_calls: Vec::new(),
-        };
+        let recognizer = two_speed(&misheard, &accurate, &start);
         let mut policy = Policy::new(config, recognizer, SessionId::new());
         let outputs = run_session(&mut policy, &start, 2000);
-        let last_stable = outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Partial { stable, .. } => Some(stable.clone()),
-                _ => None,
-            })
-            .next_back()
-            .expect("a partial");
+        let last_stable = last_stable(&outputs);
         assert!(last_stable.contains("quack"), "{last_stable:?}");
         let finals = finals(&outputs);
         assert_eq!(finals.len(), 1, "{finals:?}");
