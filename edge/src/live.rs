@@ -268,6 +268,10 @@ enum ClientFrame {
         resume_token: Option<String>,
         #[serde(default)]
         cursor: Option<String>,
+        /// False when the audio is sent faster than real time (a file): see
+        /// [`SessionOpen::realtime`].
+        #[serde(default = "realtime_by_default")]
+        realtime: bool,
     },
     Listen {
         listen_token: String,
@@ -275,6 +279,10 @@ enum ClientFrame {
         cursor: Option<String>,
     },
     Stop,
+}
+
+fn realtime_by_default() -> bool {
+    true
 }
 
 /// A client-visible error.
@@ -687,6 +695,7 @@ impl Connection {
                 api_key,
                 resume_token,
                 cursor,
+                realtime,
             } => {
                 let key = api_key.or(header_key);
                 let key_name = if settings.api_keys.is_empty() {
@@ -726,7 +735,7 @@ impl Connection {
                         _slot: Some(slot),
                     });
                 }
-                let claims = open_session(state, source, targets).await?;
+                let claims = open_session(state, source, targets, realtime).await?;
                 Ok(Started {
                     claims,
                     cursor: None,
@@ -1018,6 +1027,7 @@ async fn open_session(
     state: &LiveState,
     source: Option<String>,
     targets: Vec<String>,
+    realtime: bool,
 ) -> Result<Claims, (LiveError, u16)> {
     let fatal = |code, message: String| (LiveError::new(code, message), close::POLICY);
     let source = source.filter(|s| !s.is_empty() && s != "auto");
@@ -1050,6 +1060,7 @@ async fn open_session(
         sample_rate_hz: AUDIO_SAMPLE_RATE_HZ,
         opened_at_ms: now_unix_ms(),
         client: Some("live".into()),
+        realtime,
     };
     let unavailable = |e: async_nats::Error| {
         (

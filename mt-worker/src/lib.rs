@@ -93,6 +93,10 @@ pub struct Config {
         default_value_t = false
     )]
     pub fixed_output_length: bool,
+    /// Most texts decoded at once; larger batches are decoded in parts (bounds memory: the
+    /// decoder's caches grow with batch × beam). 0 = no limit.
+    #[arg(long, env = "VOXBRIDGE_MT_MAX_DECODE_BATCH", default_value_t = 6)]
+    pub max_decode_batch: usize,
     /// Most requests in one micro-batch.
     #[arg(long, env = "VOXBRIDGE_MT_MAX_BATCH", default_value_t = 16)]
     pub max_batch: usize,
@@ -148,6 +152,7 @@ impl Config {
             max_input_tokens: self.max_input_tokens,
             use_vmap: self.use_vmap,
             fixed_output_length: self.fixed_output_length,
+            max_decode_batch: self.max_decode_batch,
             ..TranslatorOptions::default()
         }
     }

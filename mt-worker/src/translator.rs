@@ -80,6 +80,11 @@ pub struct TranslatorOptions {
     /// Forces every output to exactly `max_decoding_length` tokens (benchmarks only: makes runs
     /// comparable with a random-weight model that rarely emits `</s>`).
     pub fixed_output_length: bool,
+    /// Most texts decoded at once: a larger batch is sorted by length and decoded in parts of
+    /// this size, one after the other (CTranslate2's `max_batch_size`; 0 = no limit). With the
+    /// beam it bounds the decoder's caches and logits, the part of memory that grows with load:
+    /// 6 × beam 4 holds the NLLB-600M-shaped model under 1 GB (docs/BENCHMARKS.md).
+    pub max_decode_batch: usize,
 }
 
 impl Default for TranslatorOptions {
@@ -96,6 +101,7 @@ impl Default for TranslatorOptions {
             max_input_tokens: 200,
             use_vmap: false,
             fixed_output_length: false,
+            max_decode_batch: 6,
         }
     }
 }
@@ -170,6 +176,10 @@ impl Translator {
         };
         let model = Ct2Translator::new(dir, &config)
             .map_err(|e| TranslatorError::Load(format!("{e:#}")))?;
+        // Loading frees large temporary buffers (with MKL, 0.32 GB for the NLLB-600M-shaped
+        // fixture) that glibc would otherwise keep resident for good. (Trimming after every
+        // batch too was measured: same peak, 15–20 % less throughput; docs/BENCHMARKS.md.)
+        release_free_heap();
         // The id keys the translation cache: two models must never share one. Directory names
         // alone are not unique (".../nllb-tiny/int8" and ".../600m/int8"), so the weights' size
         // and the vocabulary's size are part of it.
@@ -281,7 +291,7 @@ impl Translator {
             no_repeat_ngram_size: self.options.no_repeat_ngram_size,
             repetition_penalty: self.options.repetition_penalty,
             use_vmap: self.options.use_vmap,
-            max_batch_size: 0,
+            max_batch_size: self.options.max_decode_batch,
             ..TranslationOptions::default()
         };
         let results = self
@@ -407,6 +417,17 @@ fn is_flores_code(token: &str) -> bool {
             .next()
             .is_some_and(|c| c.is_ascii_uppercase())
         && script.chars().skip(1).all(|c| c.is_ascii_lowercase())
+}
+
+/// Returns the heap's free pages to the operating system (glibc's `malloc_trim`). A no-op where
+/// the allocator is not glibc's.
+#[allow(unsafe_code)]
+fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[cfg(test)]

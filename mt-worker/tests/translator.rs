@@ -94,6 +94,41 @@ fn a_text_alone_and_inside_a_batch_translates_identically() {
     }
 }
 
+/// A batch larger than `max_decode_batch` is decoded in parts and gives what one pass gives.
+#[test]
+fn a_batch_decoded_in_parts_translates_as_one_pass() {
+    let dir = mirror().join("nllb-tiny/int8");
+    let with_cap = |max_decode_batch| {
+        Translator::load(
+            &dir,
+            TranslatorOptions {
+                beam_size: 4,
+                max_decoding_length: 12,
+                max_decode_batch,
+                ..TranslatorOptions::default()
+            },
+        )
+        .expect("load")
+    };
+    let batch = texts(&[
+        "Hello world.",
+        "The quick brown fox jumps over the lazy dog.",
+        "How much does the ticket cost?",
+        "See you tomorrow.",
+        "Please send the report by Friday.",
+        "It is sunny today.",
+        "Where is the train station?",
+    ]);
+    let whole = with_cap(0)
+        .translate_batch(&batch, "eng_Latn", "vie_Latn")
+        .expect("one pass");
+    let parts = with_cap(2)
+        .translate_batch(&batch, "eng_Latn", "vie_Latn")
+        .expect("in parts");
+    assert_eq!(parts.translations, whole.translations);
+    assert_eq!(parts.tokens_out, whole.tokens_out);
+}
+
 #[test]
 fn translation_is_deterministic_and_well_formed() {
     let t = load(Compute::Int8, 4);

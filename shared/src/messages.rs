@@ -72,6 +72,10 @@ fn v1() -> u16 {
     1
 }
 
+fn yes() -> bool {
+    true
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sessions
 
@@ -94,8 +98,41 @@ pub struct SessionOpen {
     /// Optional client label (e.g. the API key's name); never a secret.
     #[serde(default)]
     pub client: Option<String>,
+    /// Whether the audio arrives at real-time pace (a microphone). An STT worker behind real
+    /// time may then recognise several steps' audio at once to catch up; for audio sent faster
+    /// (a file being replayed or evaluated) it recognises every step, so the transcript does not
+    /// depend on timing.
+    #[serde(default = "yes")]
+    pub realtime: bool,
 }
 wire!(SessionOpen, 1, "session.open");
+
+/// A live session kept for evaluation (`voxctl record`): what was streamed and the references
+/// it is scored against. Stored in KV bucket `vb-recordings` (key = session id) for as long as
+/// the AUDIO stream keeps the session's audio, which `voxctl replay` republishes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recording {
+    #[serde(default = "v1")]
+    pub v: u16,
+    pub session_id: SessionId,
+    /// Name of the recorded file (no directory).
+    pub file_name: String,
+    /// Spoken language as sent in the session's `start` frame (`auto` to detect).
+    pub source: String,
+    /// Target languages as sent in the `start` frame.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Length of the recorded audio.
+    pub audio_ms: u64,
+    /// Reference transcript, when one was given.
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// Reference translations by target language.
+    #[serde(default)]
+    pub reference_translations: std::collections::BTreeMap<String, String>,
+    pub recorded_at_ms: UnixMs,
+}
+wire!(Recording, 1, "recording");
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

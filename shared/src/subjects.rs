@@ -40,6 +40,8 @@ pub mod buckets {
     pub const JOBS: &str = "vb-jobs";
     /// KV: STT session checkpoints, key = session id.
     pub const STT_CHECKPOINTS: &str = "vb-stt-checkpoints";
+    /// KV: recorded sessions' references (`voxctl record`), key = session id.
+    pub const RECORDINGS: &str = "vb-recordings";
     /// Object Store: job input files and results.
     pub const FILES: &str = "vb-files";
 }

@@ -255,6 +255,16 @@ impl Topology {
                 storage: s.storage,
                 replicas: s.replicas,
             },
+            KvDef {
+                bucket: ns.bucket(buckets::RECORDINGS),
+                description: "recorded sessions' references (voxctl record), key = session id"
+                    .into(),
+                history: 1,
+                // A recording is only useful while its audio is kept.
+                max_age_s: s.audio_max_age.as_secs(),
+                storage: s.storage,
+                replicas: s.replicas,
+            },
         ];
         let object_stores = vec![ObjectStoreDef {
             bucket: ns.bucket(buckets::FILES),

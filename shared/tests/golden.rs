@@ -68,6 +68,7 @@ fn samples() -> Vec<Sample> {
                 sample_rate_hz: AUDIO_SAMPLE_RATE_HZ,
                 opened_at_ms: T,
                 client: Some("demo".into()),
+                realtime: true,
             }
         ),
         sample!(
@@ -261,6 +262,21 @@ fn samples() -> Vec<Sample> {
                 in_flight: 2,
             }
         ),
+        sample!(
+            "recording",
+            Recording,
+            Recording {
+                v: 1,
+                session_id: session(),
+                file_name: "jfk.wav".into(),
+                source: "en".into(),
+                targets: vec!["vi".into()],
+                audio_ms: 11_000,
+                reference: Some("And so my fellow Americans".into()),
+                reference_translations: [("vi".to_string(), "Và vì vậy".to_string())].into(),
+                recorded_at_ms: T,
+            }
+        ),
     ]
 }
 
@@ -271,7 +287,7 @@ fn committed_fixtures_still_decode() {
         std::fs::create_dir_all(dir()).expect("mkdir");
     }
     let samples = samples();
-    assert_eq!(samples.len(), 15);
+    assert_eq!(samples.len(), 16);
     for (name, bytes, check) in samples {
         let path = dir().join(format!("{name}.msgpack"));
         if bless {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{AckKind, consumer::PullConsumer, message::Message};
 use futures::StreamExt;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -36,6 +37,8 @@ pub struct SttMetrics {
     pub audio_lag_seconds: Histogram,
     pub first_partial_latency_seconds: Histogram,
     pub final_latency_seconds: Histogram,
+    /// Audio appended without its own recognition step by a worker catching up.
+    pub catch_up_audio_seconds: Counter<f64, AtomicU64>,
 }
 
 impl SttMetrics {
@@ -50,6 +53,7 @@ impl SttMetrics {
             audio_lag_seconds: seconds(),
             first_partial_latency_seconds: seconds(),
             final_latency_seconds: seconds(),
+            catch_up_audio_seconds: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("voxbridge_stt");
         r.register(
@@ -86,6 +90,11 @@ impl SttMetrics {
             "final_latency_seconds",
             "Time from the end of a sentence's audio reaching the edge to its final",
             m.final_latency_seconds.clone(),
+        );
+        r.register(
+            "catch_up_audio_seconds",
+            "Audio recognised together with later audio because the worker was behind real time",
+            m.catch_up_audio_seconds.clone(),
         );
         m
     }

@@ -98,6 +98,12 @@ pub struct Config {
     /// run per sentence, which a slow CPU pays in final latency, hence off by default.
     #[arg(long, env = "VOXBRIDGE_STT_VERIFY_FINALS", default_value_t = false, action = clap::ArgAction::Set)]
     pub verify_finals: bool,
+    /// A worker behind real time appends up to this much waiting audio (ms) of a real-time
+    /// session without a step, then recognises it all at once, so its lag stays bounded on a
+    /// slow CPU; 0 recognises every step however far behind. Sessions sent faster than real time
+    /// (replay, evaluation) always recognise every step.
+    #[arg(long, env = "VOXBRIDGE_STT_CATCH_UP_MAX_MS", default_value_t = 4000)]
+    pub catch_up_max_ms: u64,
     /// Words ending this close (ms) to the end of the buffer are not committed yet.
     #[arg(long, env = "VOXBRIDGE_STT_HOLDBACK_MS", default_value_t = 500)]
     pub holdback_ms: u64,
@@ -170,6 +176,7 @@ pub async fn start(
             holdback_ms: config.holdback_ms,
             // Only a reduced context makes the steps' recognition differ from the full one.
             verify_finals: config.verify_finals && config.audio_ctx_margin >= 0,
+            max_deferred_ms: config.catch_up_max_ms,
             ..policy::PolicyConfig::default()
         },
         beam_size: config.beam_size.max(1),

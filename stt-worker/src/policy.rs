@@ -17,9 +17,17 @@
 //!   encoder window when steps use a reduced one). Words already shown as stable are kept; the
 //!   rest of the final comes from that run. Cheap runs give quick partials, one accurate run
 //!   per sentence gives the final text.
-//! - All state needed to continue is a [`Checkpoint`], taken after every final; restoring it and
-//!   replaying the audio from `buffer_start_sample` reproduces exactly what the original would
-//!   have produced.
+//! - A worker that falls behind real time catches up ([`Policy::defer`]): audio that has been
+//!   waiting longer than a step is appended without recognition (up to `max_deferred_ms`), and the next step
+//!   recognises all of it at once, so the audio lag stays bounded on a CPU too slow for one
+//!   recognition per step. Which steps run then depends on timing; sessions streamed faster than
+//!   real time (replays, evaluation) never defer, so their transcripts are deterministic.
+//! - All state needed to continue is a [`Checkpoint`] — buffer start, committed words, unstable
+//!   tail, next step, and the outputs of the step that produced it. The session stores it before
+//!   it publishes those outputs (write-ahead), so a worker that takes over republishes them
+//!   (deduplicated by id) and continues from exactly the state whose text was shown, however the
+//!   steps were timed. Voice detection restarts whenever the buffer start moves, so it too is a
+//!   function of the buffered audio alone.
 
 use serde::{Deserialize, Serialize};
 use voxbridge_shared::{SegmentId, SessionId};
@@ -78,6 +86,9 @@ pub struct PolicyConfig {
     /// Recognise each final's audio once more with [`Recognizer::recognize_final`] and take the
     /// words not yet shown as stable from it.
     pub verify_finals: bool,
+    /// Most audio [`Policy::defer`] appends without a step (a worker behind real time); 0
+    /// never defers.
+    pub max_deferred_ms: u64,
 }
 
 impl Default for PolicyConfig {
@@ -90,12 +101,14 @@ impl Default for PolicyConfig {
             lead_in_ms: 300,
             holdback_ms: 500,
             verify_finals: false,
+            max_deferred_ms: 4000,
         }
     }
 }
 
 /// What the policy produced in one step.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Output {
     Partial {
         segment_id: SegmentId,
@@ -134,6 +147,14 @@ pub struct Checkpoint {
     /// Set when the session ended: a redelivered claim is then just acknowledged.
     #[serde(default)]
     pub finished: bool,
+    /// Absolute sample of the next step (absent in older checkpoints: the first step boundary
+    /// after the buffer start).
+    #[serde(default)]
+    pub next_step_sample: Option<u64>,
+    /// Outputs of the step this checkpoint follows, stored before they are published, so a
+    /// worker resuming from it publishes them again (JetStream drops what was already there).
+    #[serde(default)]
+    pub outbox: Vec<Output>,
 }
 
 impl voxbridge_shared::messages::WireMessage for Checkpoint {
@@ -190,6 +211,8 @@ impl<R: Recognizer> Policy<R> {
                 tail: Vec::new(),
                 context: String::new(),
                 finished: false,
+                next_step_sample: None,
+                outbox: Vec::new(),
             },
         )
     }
@@ -218,7 +241,9 @@ impl<R: Recognizer> Policy<R> {
             vad: earshot::Detector::default_boxed(),
             vad_pending: Vec::new(),
             last_speech_end: None,
-            next_step: (start / step + 1) * step,
+            next_step: checkpoint
+                .next_step_sample
+                .unwrap_or((start / step + 1) * step),
         }
     }
 
@@ -233,6 +258,8 @@ impl<R: Recognizer> Policy<R> {
             tail: self.tail.clone(),
             context: self.context.clone(),
             finished: false,
+            next_step_sample: Some(self.next_step),
+            outbox: Vec::new(),
         }
     }
 
@@ -251,10 +278,15 @@ impl<R: Recognizer> Policy<R> {
         self.last_speech_end.is_some()
     }
 
-    /// Appends audio and runs a step at every step boundary it crosses.
+    /// Appends audio and runs a step at every step boundary it crosses. Audio deferred before
+    /// ([`Policy::defer`]) that crossed boundaries is first recognised in one step.
     pub fn push(&mut self, mut samples: &[f32]) -> Result<Vec<Output>, String> {
         let step = self.config.step_ms * SAMPLES_PER_MS;
         let mut out = Vec::new();
+        if self.audio_end() >= self.next_step {
+            out.extend(self.step()?);
+            self.next_step = (self.audio_end() / step + 1) * step;
+        }
         while !samples.is_empty() {
             let until_step = self.next_step.saturating_sub(self.audio_end()) as usize;
             let take = until_step.min(samples.len());
@@ -266,6 +298,21 @@ impl<R: Recognizer> Policy<R> {
             }
         }
         Ok(out)
+    }
+
+    /// Appends audio without recognising it, for a worker behind real time whose next audio is
+    /// already waiting: the next [`Policy::push`] recognises it all in one step. Returns false,
+    /// appending nothing, when that would leave more than `max_deferred_ms` unrecognised.
+    pub fn defer(&mut self, samples: &[f32]) -> bool {
+        let step = self.config.step_ms * SAMPLES_PER_MS;
+        let last_step = self.next_step.saturating_sub(step);
+        // A restored session re-reads audio before its last step: nothing is waiting then.
+        let waiting = (self.audio_end() + samples.len() as u64).saturating_sub(last_step);
+        if waiting > self.config.max_deferred_ms * SAMPLES_PER_MS {
+            return false;
+        }
+        self.append(samples);
+        true
     }
 
     /// End of the session: recognise what is left and finalise all of it.
@@ -341,6 +388,7 @@ impl<R: Recognizer> Policy<R> {
             if self.committed.is_empty() && self.buffer.len() > keep {
                 let drop = self.buffer.len() - keep;
                 self.trim_samples(drop);
+                self.restart_vad();
             }
             return Ok(Vec::new());
         };
@@ -455,8 +503,8 @@ impl<R: Recognizer> Policy<R> {
             self.trim_to(cut);
         }
         if !out.is_empty() || all {
-            // A checkpoint is taken after finals; restart voice detection at the new buffer
-            // start so a session restored from it detects exactly the same speech.
+            // The buffer start moved: restart voice detection there, as a session restored
+            // from a checkpoint will.
             self.restart_vad();
         }
         Ok(out)
@@ -966,5 +1014,342 @@ mod tests {
         );
         assert!(finals[0].ends_with("runs."), "{finals:?}");
         assert_eq!(policy.recognizer.final_calls.len(), 1);
+    }
+
+    /// A recogniser that is a pure function of the audio it is given: the audio carries its own
+    /// absolute sample positions ([`positioned`]), so it knows where it is in the session. The
+    /// newest word is misheard when the audio ends in an odd half second, so two consecutive
+    /// steps disagree on it as whisper's do.
+    struct Pure {
+        words: Vec<(&'static str, u64, u64)>,
+        calls: usize,
+    }
+
+    impl Recognizer for Pure {
+        fn recognize(&mut self, audio: &[f32], _prompt: &str) -> Result<Vec<Word>, String> {
+            self.calls += 1;
+            let Some(first) = audio.first() else {
+                return Ok(Vec::new());
+            };
+            let start = (*first * POSITION_SCALE) as u64 / SAMPLES_PER_MS;
+            let end = start + audio.len() as u64 / SAMPLES_PER_MS;
+            let mut out: Vec<Word> = self
+                .words
+                .iter()
+                .filter(|(_, s, e)| *s >= start && *e <= end)
+                .map(|(t, s, e)| Word {
+                    text: t.to_string(),
+                    start_ms: s - start,
+                    end_ms: e - start,
+                    probability: None,
+                })
+                .collect();
+            if (end / 500) % 2 == 1
+                && let Some(last) = out.last_mut()
+            {
+                last.text.push_str("?x");
+            }
+            Ok(out)
+        }
+    }
+
+    /// Sample value = its absolute index / 2^24 (exact in f32 for the lengths used here).
+    const POSITION_SCALE: f32 = 16_777_216.0;
+
+    fn positioned(from: u64, to: u64) -> Vec<f32> {
+        (from..to).map(|i| i as f32 / POSITION_SCALE).collect()
+    }
+
+    fn pure_words() -> Vec<(&'static str, u64, u64)> {
+        let text = "One small step for a man. One giant leap for mankind. We choose to go to the \
+                    moon. Not because it is easy. But because it is hard.";
+        text.split(' ')
+            .enumerate()
+            .map(|(i, w)| (w, 200 + i as u64 * 400, 200 + i as u64 * 400 + 350))
+            .collect()
+    }
+
+    fn pure_config() -> PolicyConfig {
+        PolicyConfig {
+            step_ms: 500,
+            vad_threshold: 0.0,
+            ..PolicyConfig::default()
+        }
+    }
+
+    /// What the listeners saw: outputs deduplicated as JetStream does by message id (partials by
+    /// segment and revision, finals by index; the first copy stays).
+    fn published(outputs: &[Output]) -> Vec<Output> {
+        let mut seen = std::collections::HashSet::new();
+        outputs
+            .iter()
+            .filter(|o| {
+                seen.insert(match o {
+                    Output::Partial {
+                        segment_id,
+                        revision,
+                        ..
+                    } => format!("p-{segment_id}-{revision}"),
+                    Output::Final { index, .. } => format!("f-{index}"),
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Runs a session over `audio_ms` in 100 ms chunks the way the session task does: `behind`
+    /// says for chunk i whether more audio was already waiting (then it is deferred if the
+    /// policy allows); a checkpoint with the step's outputs is stored before they are
+    /// published. Stops after `crash_after` chunks (returns the last checkpoint) or at the end.
+    fn drive(
+        policy: &mut Policy<Pure>,
+        from_sample: u64,
+        audio_ms: u64,
+        behind: impl Fn(usize) -> bool,
+        crash_after: Option<usize>,
+        published_out: &mut Vec<Output>,
+    ) -> Option<Checkpoint> {
+        let mut last = None;
+        let end = audio_ms * SAMPLES_PER_MS;
+        let mut at = from_sample;
+        let mut i = 0;
+        while at < end {
+            if crash_after == Some(i) {
+                return last;
+            }
+            let next = (at + 1600).min(end);
+            let chunk = positioned(at, next);
+            at = next;
+            if behind(i) && policy.defer(&chunk) {
+                i += 1;
+                continue;
+            }
+            let out = policy.push(&chunk).expect("push");
+            if !out.is_empty() {
+                let mut cp = policy.checkpoint();
+                cp.outbox = out.clone();
+                last = Some(cp);
+                published_out.extend(out);
+            }
+            i += 1;
+        }
+        let out = policy.flush().expect("flush");
+        published_out.extend(out);
+        None
+    }
+
+    #[test]
+    fn a_worker_behind_real_time_catches_up_in_fewer_steps_with_the_same_finals() {
+        let on_time = {
+            let mut policy = Policy::new(
+                pure_config(),
+                Pure {
+                    words: pure_words(),
+                    calls: 0,
+                },
+                SessionId::new(),
+            );
+            let mut out = Vec::new();
+            drive(&mut policy, 0, 14_000, |_| false, None, &mut out);
+            (finals(&out), policy.recognizer.calls)
+        };
+        // Far behind: every chunk but each 40th finds more audio waiting.
+        let mut policy = Policy::new(
+            pure_config(),
+            Pure {
+                words: pure_words(),
+                calls: 0,
+            },
+            SessionId::new(),
+        );
+        let mut out = Vec::new();
+        drive(&mut policy, 0, 14_000, |i| i % 40 != 39, None, &mut out);
+        assert_eq!(finals(&out), on_time.0);
+        assert_eq!(
+            finals(&out).join(" "),
+            pure_words()
+                .iter()
+                .map(|w| w.0)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        assert!(
+            policy.recognizer.calls * 2 < on_time.1,
+            "{} steps behind vs {} on time",
+            policy.recognizer.calls,
+            on_time.1
+        );
+        // Deferring stops at max_deferred_ms: at most 4 s wait unrecognised.
+        let mut policy = Policy::new(
+            pure_config(),
+            Pure {
+                words: pure_words(),
+                calls: 0,
+            },
+            SessionId::new(),
+        );
+        let mut deferred = 0;
+        while policy.defer(&positioned(deferred * 1600, (deferred + 1) * 1600)) {
+            deferred += 1;
+        }
+        assert_eq!(deferred, 40, "4000 ms of 100 ms chunks");
+        assert_eq!(policy.recognizer.calls, 0);
+        let out = policy
+            .push(&positioned(deferred * 1600, (deferred + 1) * 1600))
+            .expect("push");
+        // One step catches up on all of it; the next boundary is a step after the audio's end.
+        assert_eq!(policy.recognizer.calls, 1);
+        assert!(!out.is_empty());
+        assert_eq!(policy.next_step, 4500 * SAMPLES_PER_MS);
+    }
+
+    /// A worker dies at any chunk, behind real time (so which steps ran depended on timing); the
+    /// next one restores the last checkpoint, publishes its outbox again and continues on its
+    /// own timing. The listeners see every final once, in order, and no stable text changes.
+    #[test]
+    fn a_resumed_session_continues_from_exactly_what_was_shown() {
+        let session = SessionId::new();
+        let reference = {
+            let mut policy = Policy::new(
+                pure_config(),
+                Pure {
+                    words: pure_words(),
+                    calls: 0,
+                },
+                session,
+            );
+            let mut out = Vec::new();
+            drive(&mut policy, 0, 14_000, |_| false, None, &mut out);
+            finals(&out)
+        };
+        for crash_after in [15, 23, 38, 61, 90, 117] {
+            let mut shown = Vec::new();
+            let mut first = Policy::new(
+                pure_config(),
+                Pure {
+                    words: pure_words(),
+                    calls: 0,
+                },
+                session,
+            );
+            let checkpoint = drive(
+                &mut first,
+                0,
+                14_000,
+                |i| i % 7 != 0,
+                Some(crash_after),
+                &mut shown,
+            )
+            .expect("a checkpoint before the crash");
+            let from = checkpoint.buffer_start_sample;
+            if crash_after % 2 == 1 {
+                // Died between storing the checkpoint and publishing its outputs.
+                shown.truncate(shown.len() - checkpoint.outbox.len());
+            }
+            // The next worker publishes the outbox again.
+            shown.extend(checkpoint.outbox.clone());
+            let mut second = Policy::restore(
+                pure_config(),
+                Pure {
+                    words: pure_words(),
+                    calls: 0,
+                },
+                session,
+                checkpoint,
+            );
+            drive(&mut second, from, 14_000, |i| i % 3 == 1, None, &mut shown);
+            let seen = published(&shown);
+            let indices: Vec<u64> = seen
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Final { index, .. } => Some(*index),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                indices,
+                (0..indices.len() as u64).collect::<Vec<_>>(),
+                "crash after chunk {crash_after}"
+            );
+            assert_eq!(finals(&seen), reference, "crash after chunk {crash_after}");
+            let mut stable: std::collections::HashMap<SegmentId, String> = Default::default();
+            for o in &seen {
+                if let Output::Partial {
+                    segment_id,
+                    stable: s,
+                    ..
+                } = o
+                {
+                    let before = stable.entry(*segment_id).or_default();
+                    assert!(
+                        s.starts_with(before.as_str()),
+                        "crash after chunk {crash_after}: stable text changed {before:?} -> {s:?}"
+                    );
+                    *before = s.clone();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn checkpoints_round_trip_with_their_outbox_and_next_step() {
+        let mut policy = Policy::new(
+            pure_config(),
+            Pure {
+                words: pure_words(),
+                calls: 0,
+            },
+            SessionId::new(),
+        );
+        let mut out = Vec::new();
+        let cp = drive(&mut policy, 0, 14_000, |_| false, Some(40), &mut out).expect("cp");
+        assert!(!cp.outbox.is_empty());
+        assert_eq!(cp.next_step_sample, Some(4500 * SAMPLES_PER_MS));
+        let bytes = voxbridge_shared::codec::encode(&cp).expect("encode");
+        let back: Checkpoint = voxbridge_shared::codec::decode(&bytes).expect("decode");
+        assert_eq!(back, cp);
+    }
+
+    /// Without deferring, a session restored from any checkpoint continues with exactly the
+    /// outputs (partials and their revisions included) the uninterrupted session produced: it
+    /// steps at the same audio positions.
+    #[test]
+    fn a_restored_session_steps_where_the_original_did() {
+        let session = SessionId::new();
+        let pure = || Pure {
+            words: pure_words(),
+            calls: 0,
+        };
+        let mut whole = Vec::new();
+        drive(
+            &mut Policy::new(pure_config(), pure(), session),
+            0,
+            14_000,
+            |_| false,
+            None,
+            &mut whole,
+        );
+        for crash_after in [12, 37, 64, 101] {
+            let mut before = Vec::new();
+            let cp = drive(
+                &mut Policy::new(pure_config(), pure(), session),
+                0,
+                14_000,
+                |_| false,
+                Some(crash_after),
+                &mut before,
+            )
+            .expect("a checkpoint");
+            let from = cp.buffer_start_sample;
+            let shown = before.len();
+            let mut after = Vec::new();
+            let mut restored = Policy::restore(pure_config(), pure(), session, cp);
+            drive(&mut restored, from, 14_000, |_| false, None, &mut after);
+            assert_eq!(
+                after,
+                whole[shown..],
+                "crash after chunk {crash_after}: the restored session diverged"
+            );
+        }
     }
 }

@@ -1,14 +1,19 @@
 //! One live session owned by this worker: read its audio in order from the AUDIO stream (from
 //! the start, or from its checkpoint), run the streaming [`Policy`] on a blocking thread, publish
-//! partials, finals and one MT request per final and target language, checkpoint after every
-//! final, and keep the session claim alive with progress acks. The session ends on its close
-//! marker or after an idle timeout: the last words are flushed as finals, a `session.ended`
-//! event is published, the checkpoint is marked finished and only then is the claim acked.
+//! partials, finals and one MT request per final and target language, and keep the session claim
+//! alive with progress acks. The session ends on its close marker or after an idle timeout: the
+//! last words are flushed as finals, a `session.ended` event is published, the checkpoint is
+//! marked finished and only then is the claim acked.
 //!
-//! Every event is published with a `Nats-Msg-Id` derived from the session and the event's
-//! position (final index, segment and revision), and the policy is deterministic from a
-//! checkpoint, so a worker that takes over a session after a crash republishes exactly what the
-//! dead one would have, and JetStream drops the duplicates.
+//! Write-ahead: the outputs of every step are stored in the session's checkpoint (with the state
+//! after that step) before they are published. Every event is published with a `Nats-Msg-Id`
+//! derived from the session and the event's position (final index, segment and revision), so a
+//! worker that takes over after a crash republishes the checkpoint's outputs — JetStream drops
+//! those already stored — and continues from exactly the state whose text was shown.
+//!
+//! A chunk of a real-time session that waited longer than a step since the edge received it
+//! means the worker is behind real time: it is appended without a step ([`Policy::defer`]), and
+//! one recognition catches up on all the audio that waited.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -142,6 +147,8 @@ struct Session {
     expected_sample: u64,
     /// (end sample, received at) of recent chunks, to turn audio times into latencies.
     arrivals: VecDeque<(u64, u64)>,
+    /// Outputs of the checkpoint resumed from, published again before anything else.
+    outbox: Vec<Output>,
     first_partial_sent: bool,
     error_count: u64,
 }
@@ -185,9 +192,11 @@ impl Session {
             }),
             detected: None,
         };
+        let mut outbox = Vec::new();
         let (policy, expected_sample) = match checkpoint {
             Some(cp) if cp.finished => (None, 0),
-            Some(cp) => {
+            Some(mut cp) => {
+                outbox = std::mem::take(&mut cp.outbox);
                 tracing::info!(session_id = %open.session_id, from_sample = cp.buffer_start_sample, finals = cp.next_final_index, "resuming session from its checkpoint");
                 let start = cp.buffer_start_sample;
                 (
@@ -214,6 +223,7 @@ impl Session {
             kv,
             expected_sample,
             arrivals: VecDeque::new(),
+            outbox,
             first_partial_sent: false,
             error_count: 0,
         })
@@ -243,6 +253,8 @@ impl Session {
             .await
             .map_err(nats)?;
         let mut audio = consumer.messages().await.map_err(nats)?;
+        let outbox = std::mem::take(&mut self.outbox);
+        self.publish_outputs(outbox).await?;
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return Err(SessionError::Shutdown),
@@ -318,10 +330,21 @@ impl Session {
         while self.arrivals.len() > 4096 {
             self.arrivals.pop_front();
         }
+        let lag_ms = now_unix_ms().saturating_sub(chunk.received_at_ms);
+        self.metrics
+            .audio_lag_seconds
+            .observe(lag_ms as f64 / 1000.0);
+        // A chunk that waited longer than a step: the steps take longer than the audio they
+        // cover, and the worker is behind real time.
+        let behind = lag_ms > self.settings.policy.step_ms;
+        if behind && self.open.realtime && self.policy.as_mut().is_some_and(|p| p.defer(&samples)) {
+            self.metrics
+                .catch_up_audio_seconds
+                .inc_by(samples.len() as f64 / SAMPLE_RATE as f64);
+            return Ok(());
+        }
         let outputs = self.with_policy(move |p| p.push(&samples)).await?;
-        let lag = now_unix_ms().saturating_sub(chunk.received_at_ms) as f64 / 1000.0;
-        self.metrics.audio_lag_seconds.observe(lag);
-        self.publish_outputs(outputs).await
+        self.emit(outputs).await
     }
 
     /// Runs `f` on the policy on a blocking thread (whisper inference never runs on the async
@@ -345,7 +368,7 @@ impl Session {
 
     async fn close(mut self, reason: CloseReason) -> Result<(), SessionError> {
         let outputs = self.with_policy(|p| p.flush()).await?;
-        self.publish_outputs(outputs).await?;
+        self.emit(outputs).await?;
         let (final_count, audio_ms) = self
             .policy
             .as_ref()
@@ -369,8 +392,20 @@ impl Session {
         Ok(())
     }
 
+    /// Stores the checkpoint with `outputs` as its outbox, then publishes them.
+    async fn emit(&mut self, outputs: Vec<Output>) -> Result<(), SessionError> {
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        if let Some(policy) = &self.policy {
+            let mut cp = policy.checkpoint();
+            cp.outbox = outputs.clone();
+            self.store_checkpoint(&cp).await?;
+        }
+        self.publish_outputs(outputs).await
+    }
+
     async fn publish_outputs(&mut self, outputs: Vec<Output>) -> Result<(), SessionError> {
-        let mut finals = false;
         for output in outputs {
             match output {
                 Output::Partial {
@@ -412,7 +447,6 @@ impl Session {
                     words,
                     language,
                 } => {
-                    finals = true;
                     // The session's language, else the one whisper detected for this sentence.
                     let lang = self.open.source_lang.clone().or_else(|| {
                         language
@@ -451,10 +485,6 @@ impl Session {
                         .await?;
                 }
             }
-        }
-        if finals && let Some(policy) = &self.policy {
-            let cp = policy.checkpoint();
-            self.store_checkpoint(&cp).await?;
         }
         Ok(())
     }

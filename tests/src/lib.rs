@@ -479,7 +479,8 @@ pub fn reference_text(wav: &Path) -> String {
 
 /// Publishes a live session the way the edge does: the claim on `vb.session.open`, then the
 /// audio in `chunk_ms` chunks, then the close marker. With `realtime`, chunks are paced at
-/// real-time speed.
+/// real-time speed. The session is marked as not real-time (`SessionOpen::realtime` false), so
+/// the worker recognises every step and the transcript does not depend on timing.
 pub async fn stream_session(
     env: &TestEnv,
     session: voxbridge_shared::SessionId,
@@ -489,10 +490,7 @@ pub async fn stream_session(
     chunk_ms: usize,
     realtime: bool,
 ) {
-    use voxbridge_shared::codec::encode;
     use voxbridge_shared::messages::*;
-    let js = async_nats::jetstream::new(env.client().await);
-    let ns = &env.namespace;
     let open = SessionOpen {
         v: 1,
         session_id: session,
@@ -501,7 +499,24 @@ pub async fn stream_session(
         sample_rate_hz: AUDIO_SAMPLE_RATE_HZ,
         opened_at_ms: now_unix_ms(),
         client: Some("test".into()),
+        realtime: false,
     };
+    publish_session(env, &open, samples, chunk_ms, realtime).await;
+}
+
+/// [`stream_session`] with the session's open message as given.
+pub async fn publish_session(
+    env: &TestEnv,
+    open: &voxbridge_shared::messages::SessionOpen,
+    samples: &[i16],
+    chunk_ms: usize,
+    realtime: bool,
+) {
+    use voxbridge_shared::codec::encode;
+    use voxbridge_shared::messages::*;
+    let js = async_nats::jetstream::new(env.client().await);
+    let ns = &env.namespace;
+    let session = open.session_id;
     let publish = |subject: String, payload: Vec<u8>| {
         let js = js.clone();
         async move {
@@ -512,7 +527,7 @@ pub async fn stream_session(
                 .expect("stored")
         }
     };
-    publish(ns.session_open(), encode(&open).expect("encode")).await;
+    publish(ns.session_open(), encode(open).expect("encode")).await;
     let per_chunk = 16 * chunk_ms;
     let started = tokio::time::Instant::now();
     for (seq, chunk) in samples.chunks(per_chunk).enumerate() {

@@ -56,9 +56,13 @@ impl LiveClient {
     }
 
     /// Sends a start frame for a new session.
+    /// Starts a session whose audio is sent faster than real time (`"realtime": false`: the
+    /// worker recognises every step, so transcripts do not depend on timing).
     pub async fn start(&mut self, source: &str, targets: &[&str]) {
-        self.send_json(json!({"type": "start", "source": source, "targets": targets}))
-            .await;
+        self.send_json(
+            json!({"type": "start", "source": source, "targets": targets, "realtime": false}),
+        )
+        .await;
     }
 
     /// Sends raw bytes as one binary frame.

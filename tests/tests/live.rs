@@ -524,3 +524,210 @@ async fn a_session_over_its_maximum_length_ends() {
     }
     shutdown.cancel();
 }
+
+/// `voxctl record` keeps a session's references beside its audio; `voxctl replay` streams that
+/// audio back through the workers as a new session and gets the same final transcript (the STT
+/// policy is deterministic in audio time); `--from` replays a part only; an unknown session is
+/// a clear error.
+#[tokio::test]
+async fn a_recorded_session_replays_to_the_same_final_transcript() {
+    use voxctl::live::Speed;
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let _stt = start_stt_worker(&env, &[], shutdown.clone()).await;
+    let _mt = start_mt_worker(&env, &[], shutdown.clone()).await;
+    let edge = start_edge(&env, &[], shutdown.clone()).await;
+    let url = format!("ws://{}/v1/live", edge.addr);
+    let nats = env.nats_config();
+    let wav = audio_dir().join("jfk.wav");
+
+    let record = voxctl::record::RecordArgs {
+        file: wav.clone(),
+        reference: Some(wav.with_extension("txt")),
+        ref_translations: Vec::new(),
+        url: url.clone(),
+        source: "en".into(),
+        targets: vec!["vi".into()],
+        speed: Speed::Max,
+        api_key: None,
+        json: false,
+    };
+    let recorded = voxctl::record::record(&nats, &record)
+        .await
+        .expect("record");
+    assert_eq!(recorded.exit_code, 0, "{recorded:?}");
+    assert!(!recorded.finals.is_empty(), "{recorded:?}");
+    let wer = recorded.wer.expect("a reference was given");
+    assert!(wer <= 10.0, "WER {wer:.1} %: {recorded:?}");
+    let kv = voxctl::record::recordings_bucket(&nats).await.expect("kv");
+    let stored = voxctl::record::load(&kv, recorded.session_id)
+        .await
+        .expect("read")
+        .expect("recording stored");
+    assert_eq!(stored.file_name, "jfk.wav");
+    assert_eq!(stored.targets, vec!["vi".to_string()]);
+    assert_eq!(stored.reference.as_deref(), Some(&*reference_text(&wav)));
+    assert_eq!(stored.audio_ms, read_wav(&wav).len() as u64 / 16);
+
+    let mut replay = voxctl::replay::ReplayArgs {
+        session: recorded.session_id,
+        speed: Speed::Max,
+        from: None,
+        url: url.clone(),
+        source: None,
+        targets: None,
+        api_key: None,
+        expect_same: true,
+        json: false,
+    };
+    let replayed = voxctl::replay::replay(&nats, &replay)
+        .await
+        .expect("replay");
+    assert_eq!(replayed.exit_code, 0, "{replayed:?}");
+    assert!(replayed.original_closed);
+    assert_eq!(replayed.gap_ms, 0);
+    assert_eq!(replayed.audio_ms, stored.audio_ms);
+    assert_ne!(replayed.replay_session, Some(recorded.session_id));
+    assert_eq!(replayed.original_finals, recorded.finals);
+    assert_eq!(replayed.finals, recorded.finals, "{replayed:?}");
+    assert_eq!(replayed.same_as_original, Some(true));
+    assert_eq!(replayed.replay_wer, replayed.original_wer);
+
+    // A part, through the command line.
+    let out = tokio::process::Command::new(voxbridge_tests::bin_path("voxctl"))
+        .args(["--nats-url", &env.nats_url, "--namespace"])
+        .arg(env.namespace.prefix())
+        .args(["replay", &recorded.session_id.to_string(), "--from", "0:05"])
+        .args(["--speed", "max", "--json", "--url", &url])
+        .output()
+        .await
+        .expect("run voxctl replay");
+    assert!(out.status.success(), "{out:?}");
+    let part: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(part["from_ms"], 5000);
+    assert_eq!(part["audio_ms"], stored.audio_ms - 5000);
+    assert_eq!(part["same_as_original"], Value::Null);
+    let part_finals = part["finals"].as_array().expect("finals").len();
+    assert!(part_finals > 0, "{part}");
+
+    replay.session = voxbridge_shared::SessionId::new();
+    let error = voxctl::replay::replay(&nats, &replay)
+        .await
+        .expect_err("unknown session");
+    assert!(error.to_string().contains("no audio stored"), "{error:#}");
+    shutdown.cancel();
+}
+
+/// `voxctl eval` on a set of two recordings with reference transcripts and Vietnamese reference
+/// translations, through the real pipeline at full speed: the report's numbers are the shared
+/// metrics applied to what the sessions produced, the three files are written, and `--compare`
+/// passes against itself and fails against a report that was better.
+#[tokio::test]
+async fn eval_reports_a_set_and_compares_with_an_earlier_report() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let _stt = start_stt_worker(&env, &[], shutdown.clone()).await;
+    let _mt = start_mt_worker(&env, &[], shutdown.clone()).await;
+    let edge = start_edge(&env, &[], shutdown.clone()).await;
+    let url = format!("ws://{}/v1/live", edge.addr);
+    let set = tempfile::tempdir().expect("tmp");
+    let references = voxbridge_tests::workspace_root().join("tests/fixtures/eval-set");
+    for name in ["jfk", "en_02"] {
+        for (from, to) in [
+            (
+                audio_dir().join(format!("{name}.wav")),
+                format!("{name}.wav"),
+            ),
+            (
+                audio_dir().join(format!("{name}.txt")),
+                format!("{name}.txt"),
+            ),
+            (
+                references.join(format!("{name}.vi.txt")),
+                format!("{name}.vi.txt"),
+            ),
+        ] {
+            std::fs::copy(&from, set.path().join(to)).expect("copy case file");
+        }
+    }
+    let out = tempfile::tempdir().expect("tmp");
+    let eval = |dir: &str, extra: &[&str]| {
+        let mut command = tokio::process::Command::new(voxbridge_tests::bin_path("voxctl"));
+        command
+            .arg("eval")
+            .arg(set.path())
+            .args(["--url", &url, "--speed", "max", "--out"])
+            .arg(out.path().join(dir))
+            .args(extra);
+        command
+    };
+    let first = eval("first", &[]).output().await.expect("run voxctl eval");
+    assert!(first.status.success(), "{first:?}");
+    let report: Value = serde_json::from_slice(
+        &std::fs::read(out.path().join("first/report.json")).expect("report.json"),
+    )
+    .expect("json");
+    let cases = report["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 2);
+    for case in cases {
+        let hypothesis = case["hypothesis"].as_str().expect("hypothesis");
+        let reference = case["reference"].as_str().expect("reference");
+        assert!(!hypothesis.is_empty(), "{case}");
+        let expected = wer(hypothesis, reference);
+        assert!((case["wer"].as_f64().expect("wer") - expected).abs() < 1e-9);
+        assert!(expected <= 0.10, "{case}");
+        let vi = &case["translations"]["vi"];
+        assert!(
+            !vi["hypothesis"].as_str().unwrap_or_default().is_empty(),
+            "{case}"
+        );
+        assert!(vi["bleu"].as_f64().is_some() && vi["chrf_plus_plus"].as_f64().is_some());
+        assert!(case["final_latency"]["p50"].as_f64().is_some(), "{case}");
+    }
+    assert!(report["overall"]["translations"]["vi"]["bleu"].is_number());
+    let markdown = std::fs::read_to_string(out.path().join("first/report.md")).expect("md");
+    assert!(
+        markdown.contains("jfk") && markdown.contains("en_02"),
+        "{markdown}"
+    );
+    let svg = std::fs::read_to_string(out.path().join("first/latency.svg")).expect("svg");
+    assert!(
+        svg.starts_with("<svg") || svg.contains("<svg"),
+        "not an SVG"
+    );
+
+    // The same system again: no regression (latency on a shared CI machine is not the point).
+    let old = out.path().join("first/report.json");
+    let old = old.to_str().expect("utf-8");
+    let again = eval(
+        "again",
+        &["--compare", old, "--max-latency-increase", "100"],
+    )
+    .output()
+    .await
+    .expect("run voxctl eval --compare");
+    assert_eq!(again.status.code(), Some(0), "{again:?}");
+
+    // Against a report whose chrF++ was 30 points higher: a regression, exit code 2.
+    let mut better = report.clone();
+    let chrf = better["overall"]["translations"]["vi"]["chrf_plus_plus"]
+        .as_f64()
+        .expect("chrF++");
+    better["overall"]["translations"]["vi"]["chrf_plus_plus"] = json!(chrf + 30.0);
+    let better_path = out.path().join("better.json");
+    std::fs::write(&better_path, serde_json::to_vec(&better).expect("json")).expect("write");
+    let worse = eval(
+        "worse",
+        &[
+            "--compare",
+            better_path.to_str().expect("utf-8"),
+            "--max-latency-increase",
+            "100",
+        ],
+    )
+    .output()
+    .await
+    .expect("run voxctl eval --compare");
+    assert_eq!(worse.status.code(), Some(2), "{worse:?}");
+    shutdown.cancel();
+}

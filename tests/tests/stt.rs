@@ -136,6 +136,51 @@ async fn english_recordings_are_transcribed_within_10_percent_wer() {
     shutdown.cancel();
 }
 
+/// A real-time session whose audio is all waiting when the worker gets to it (a worker far
+/// behind): the worker catches up by recognising several steps' audio at once — far fewer
+/// whisper runs than steps — and the transcript is still complete and committed text still
+/// never changes.
+#[tokio::test]
+async fn a_worker_behind_real_time_catches_up() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let worker = start_stt_worker(&env, &[], shutdown.clone()).await;
+    let wav = audio_dir().join("jfk.wav");
+    let samples = read_wav(&wav);
+    let session = SessionId::new();
+    let open = voxbridge_shared::messages::SessionOpen {
+        v: 1,
+        session_id: session,
+        source_lang: Some("eng_Latn".into()),
+        target_langs: Vec::new(),
+        sample_rate_hz: 16_000,
+        opened_at_ms: now_unix_ms(),
+        client: Some("test".into()),
+        realtime: true,
+    };
+    // All audio is stored before the worker reads the first chunk.
+    voxbridge_tests::publish_session(&env, &open, &samples, 100, false).await;
+    let events = transcript_events(&env, session, Duration::from_secs(600)).await;
+    assert_committed_text_never_changes(&events);
+    let text = final_texts(&events).join(" ");
+    let w = wer(&text, &reference_text(&wav));
+    println!("jfk caught up: WER {:.1}% {text:?}", w * 100.0);
+    assert!(w <= 0.10, "WER {:.1}%: {text:?}", w * 100.0);
+
+    let metrics = scrape(worker.metrics_addr).await;
+    let caught_up =
+        metric_value(&metrics, "voxbridge_stt_catch_up_audio_seconds_total").unwrap_or(0.0);
+    let runs = metric_value(&metrics, "voxbridge_stt_inference_seconds_count").unwrap_or(0.0);
+    let steps = samples.len() as f64 / 16_000.0;
+    println!("{caught_up:.1} s of audio caught up; {runs} whisper runs for {steps:.1} s");
+    assert!(caught_up >= steps / 2.0, "{metrics}");
+    assert!(
+        runs > 0.0 && runs < steps / 2.0,
+        "{runs} runs for {steps:.1} s of audio"
+    );
+    shutdown.cancel();
+}
+
 #[tokio::test]
 async fn every_final_becomes_a_translation_request_per_target() {
     let env = TestEnv::new();

@@ -67,6 +67,9 @@ async fn topology_creation_is_idempotent() {
     js.get_key_value(env.namespace.bucket(buckets::STT_CHECKPOINTS))
         .await
         .expect("checkpoint KV");
+    js.get_key_value(env.namespace.bucket(buckets::RECORDINGS))
+        .await
+        .expect("recordings KV");
     js.get_object_store(env.namespace.bucket(buckets::FILES))
         .await
         .expect("object store");
@@ -132,6 +135,7 @@ async fn every_message_type_goes_through_its_stream_and_decodes() {
         sample_rate_hz: AUDIO_SAMPLE_RATE_HZ,
         opened_at_ms: now,
         client: None,
+        realtime: true,
     };
     let got = round_trip(
         &js,

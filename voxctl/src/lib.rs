@@ -1,13 +1,17 @@
 //! `voxctl`, the command-line client: checks an installation (`doctor`), manages the JetStream
 //! topology (`topology export|ensure`), shows the deployment's state (`status`), streams files
-//! through live sessions (`live`), submits and follows batch jobs (`translate-subs`,
-//! `transcribe`, `jobs`, `job`), scores text files (`score`) and benchmarks.
+//! through live sessions (`live`), records and replays sessions (`record`, `replay`), submits and follows batch jobs (`translate-subs`,
+//! `transcribe`, `jobs`, `job`), scores text files (`score`), evaluates sets of recordings
+//! (`eval`, `eval-ratio`) and benchmarks.
 
 pub mod bench;
 pub mod bench_subs;
 pub mod doctor;
+pub mod eval;
 pub mod jobs;
 pub mod live;
+pub mod record;
+pub mod replay;
 pub mod score;
 pub mod status;
 
@@ -45,6 +49,12 @@ pub enum Command {
     /// Stream a WAV file through a live session (like a microphone) and print the transcript
     /// and translations as they arrive.
     Live(live::LiveArgs),
+    /// Stream a WAV file through a live session and keep its reference transcript (and reference
+    /// translations) beside the session's audio, for `voxctl replay`.
+    Record(record::RecordArgs),
+    /// Stream a recorded session's audio (read back from the AUDIO stream) through the current
+    /// workers as a new session, and compare its final transcript with the original's.
+    Replay(replay::ReplayArgs),
     /// Translate an SRT or WebVTT file (a batch job): shows progress, then writes
     /// `<name>.<lang>.<ext>` for each target into `--out`.
     TranslateSubs(jobs::TranslateSubsArgs),
@@ -61,6 +71,22 @@ pub enum Command {
     /// Score a hypothesis file against line-aligned reference files: WER (Whisper-normalised,
     /// as jiwer computes it), BLEU, chrF or chrF++ (as sacreBLEU computes them). Needs no server.
     Score(score::ScoreArgs),
+    /// Run a directory of cases (NAME.wav, NAME.txt, optional NAME.LANG.txt) through live
+    /// sessions and write report.json, report.md and latency.svg: WER, BLEU, chrF++, latencies,
+    /// real-time factor.
+    ///
+    /// Exit codes: 0 when every session ended cleanly (and, with --compare, nothing regressed);
+    /// 1 when a session failed (error events or an unclean close; the report is still written)
+    /// or the run could not be done; 2 when no session failed but a metric regressed against
+    /// --compare beyond its threshold.
+    Eval(eval::EvalArgs),
+    /// Compare two eval reports of one set run with two configurations (e.g. MT compute type
+    /// int8 against float32): candidate/baseline ratio of BLEU and chrF++ per language, WER
+    /// difference, pass/fail against the quantisation bars. Needs no server.
+    ///
+    /// Exit codes: 0 when every language passes; 2 when one fails or its ratio is undefined
+    /// (baseline score 0); 1 when the reports cannot be compared.
+    EvalRatio(eval::EvalRatioArgs),
     /// One screen with streams, consumers (lag), workers alive, jobs in flight and the DLQ.
     Status(status::StatusArgs),
     /// Benchmarks against a running system.
@@ -115,11 +141,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(if report.ok() { 0 } else { 1 })
         }
         Command::Live(args) => live::run_live(&args).await,
+        Command::Record(args) => record::run(&cli.nats, &args).await,
+        Command::Replay(args) => replay::run(&cli.nats, &args).await,
         Command::TranslateSubs(args) => jobs::translate_subs(&cli.nats, &args).await,
         Command::Transcribe(args) => jobs::transcribe(&cli.nats, &args).await,
         Command::Jobs { json } => jobs::list(&cli.nats, json).await,
         Command::Job(args) => jobs::show(&cli.nats, &args).await,
         Command::Score(args) => score::run(&args),
+        Command::Eval(args) => eval::run(&args).await,
+        Command::EvalRatio(args) => eval::run_ratio(&args),
         Command::Status(args) => status::run(&cli.nats, &args).await,
         Command::Bench {
             what: BenchWhat::Live(args),

@@ -18,6 +18,26 @@ use crate::bench::Summary;
 /// Samples per millisecond of 16 kHz audio.
 const SAMPLES_PER_MS: usize = 16;
 
+/// How fast recorded audio is sent into a live session.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Speed {
+    /// At the pace it was spoken, like a microphone: latencies mean what a user waits.
+    #[default]
+    Realtime,
+    /// As fast as the edge accepts it: for transcripts and throughput, not latency.
+    Max,
+}
+
+impl Speed {
+    /// Whether chunks are paced at real time.
+    pub fn realtime(self) -> bool {
+        self == Speed::Realtime
+    }
+}
+
 /// `voxctl live`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LiveArgs {
@@ -81,13 +101,41 @@ pub struct SessionTimes {
     pub first_partial_s: Option<f64>,
     /// Per translation: seconds from sending the audio that ends its sentence to receiving it.
     pub translation_s: Vec<f64>,
+    /// Per translation (same order as `translation_s`): the session time (s of audio) where its
+    /// sentence ends.
+    pub translation_audio_s: Vec<f64>,
     /// Per final: seconds from sending the audio that ends it to receiving it.
     pub final_s: Vec<f64>,
     /// Per final (same order): the session time (s of audio) where it ends.
     pub final_audio_s: Vec<f64>,
     pub finals: Vec<String>,
+    /// Per final (same order as `finals`): its segment id.
+    pub final_segment_ids: Vec<String>,
+    /// Every translation, in order of arrival.
+    pub translations: Vec<ReceivedTranslation>,
     pub errors: Vec<String>,
     pub close_code: Option<u16>,
+}
+
+/// A `translation` event's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReceivedTranslation {
+    /// The final it translates.
+    pub segment_id: String,
+    /// Target language (the API's code).
+    pub target: String,
+    pub text: String,
+}
+
+impl SessionTimes {
+    /// 0 when the session ended cleanly (close code 1000) without error events, else 1.
+    pub fn exit_code(&self) -> i32 {
+        if self.errors.is_empty() && self.close_code == Some(1000) {
+            0
+        } else {
+            1
+        }
+    }
 }
 
 /// Streams `samples` through one live session and records when events arrive relative to when
@@ -110,7 +158,7 @@ pub async fn stream_file(
         .with_context(|| format!("connecting to {url}"))?;
     let (mut tx, mut rx) = ws.split();
     tx.send(Message::Text(
-        json!({"type": "start", "source": source, "targets": targets})
+        json!({"type": "start", "source": source, "targets": targets, "realtime": realtime})
             .to_string()
             .into(),
     ))
@@ -196,17 +244,29 @@ pub async fn stream_file(
                 times
                     .finals
                     .push(event["text"].as_str().unwrap_or_default().to_string());
+                times
+                    .final_segment_ids
+                    .push(event["segment_id"].as_str().unwrap_or_default().to_string());
             }
             Some("translation") => {
                 let end = event["segment_id"]
                     .as_str()
                     .and_then(|id| final_ends.get(id).copied())
                     .or_else(|| event["end_ms"].as_u64());
-                if let Some(sent) = end.and_then(|end| at_ms(&mut sent_at, &mut sent_rx, end)) {
+                if let Some(end) = end
+                    && let Some(sent) = at_ms(&mut sent_at, &mut sent_rx, end)
+                {
                     times
                         .translation_s
                         .push(now.duration_since(sent).as_secs_f64());
+                    times.translation_audio_s.push(end as f64 / 1000.0);
                 }
+                let field = |name: &str| event[name].as_str().unwrap_or_default().to_string();
+                times.translations.push(ReceivedTranslation {
+                    segment_id: field("segment_id"),
+                    target: field("target"),
+                    text: field("text"),
+                });
             }
             Some("error") => times.errors.push(format!(
                 "{}: {}",
@@ -251,13 +311,7 @@ pub async fn run_live(args: &LiveArgs) -> anyhow::Result<i32> {
         },
     )
     .await?;
-    Ok(
-        if times.errors.is_empty() && times.close_code == Some(1000) {
-            0
-        } else {
-            1
-        },
-    )
+    Ok(times.exit_code())
 }
 
 /// Results of `voxctl bench live` for one concurrency.
