@@ -1069,6 +1069,13 @@ mod tests {
             .collect()
     }
 
+    fn pure() -> Pure {
+        Pure {
+            words: pure_words(),
+            calls: 0,
+        }
+    }
+
     fn pure_config() -> PolicyConfig {
         PolicyConfig {
             step_ms: 500,
@@ -1141,27 +1148,13 @@ mod tests {
     #[test]
     fn a_worker_behind_real_time_catches_up_in_fewer_steps_with_the_same_finals() {
         let on_time = {
-            let mut policy = Policy::new(
-                pure_config(),
-                Pure {
-                    words: pure_words(),
-                    calls: 0,
-                },
-                SessionId::new(),
-            );
+            let mut policy = Policy::new(pure_config(), pure(), SessionId::new());
             let mut out = Vec::new();
             drive(&mut policy, 0, 14_000, |_| false, None, &mut out);
             (finals(&out), policy.recognizer.calls)
         };
         // Far behind: every chunk but each 40th finds more audio waiting.
-        let mut policy = Policy::new(
-            pure_config(),
-            Pure {
-                words: pure_words(),
-                calls: 0,
-            },
-            SessionId::new(),
-        );
+        let mut policy = Policy::new(pure_config(), pure(), SessionId::new());
         let mut out = Vec::new();
         drive(&mut policy, 0, 14_000, |i| i % 40 != 39, None, &mut out);
         assert_eq!(finals(&out), on_time.0);
@@ -1180,14 +1173,7 @@ mod tests {
             on_time.1
         );
         // Deferring stops at max_deferred_ms: at most 4 s wait unrecognised.
-        let mut policy = Policy::new(
-            pure_config(),
-            Pure {
-                words: pure_words(),
-                calls: 0,
-            },
-            SessionId::new(),
-        );
+        let mut policy = Policy::new(pure_config(), pure(), SessionId::new());
         let mut deferred = 0;
         while policy.defer(&positioned(deferred * 1600, (deferred + 1) * 1600)) {
             deferred += 1;
@@ -1210,28 +1196,14 @@ mod tests {
     fn a_resumed_session_continues_from_exactly_what_was_shown() {
         let session = SessionId::new();
         let reference = {
-            let mut policy = Policy::new(
-                pure_config(),
-                Pure {
-                    words: pure_words(),
-                    calls: 0,
-                },
-                session,
-            );
+            let mut policy = Policy::new(pure_config(), pure(), session);
             let mut out = Vec::new();
             drive(&mut policy, 0, 14_000, |_| false, None, &mut out);
             finals(&out)
         };
         for crash_after in [15, 23, 38, 61, 90, 117] {
             let mut shown = Vec::new();
-            let mut first = Policy::new(
-                pure_config(),
-                Pure {
-                    words: pure_words(),
-                    calls: 0,
-                },
-                session,
-            );
+            let mut first = Policy::new(pure_config(), pure(), session);
             let checkpoint = drive(
                 &mut first,
                 0,
@@ -1248,15 +1220,7 @@ mod tests {
             }
             // The next worker publishes the outbox again.
             shown.extend(checkpoint.outbox.clone());
-            let mut second = Policy::restore(
-                pure_config(),
-                Pure {
-                    words: pure_words(),
-                    calls: 0,
-                },
-                session,
-                checkpoint,
-            );
+            let mut second = Policy::restore(pure_config(), pure(), session, checkpoint);
             drive(&mut second, from, 14_000, |i| i % 3 == 1, None, &mut shown);
             let seen = published(&shown);
             let indices: Vec<u64> = seen
@@ -1293,14 +1257,7 @@ mod tests {
 
     #[test]
     fn checkpoints_round_trip_with_their_outbox_and_next_step() {
-        let mut policy = Policy::new(
-            pure_config(),
-            Pure {
-                words: pure_words(),
-                calls: 0,
-            },
-            SessionId::new(),
-        );
+        let mut policy = Policy::new(pure_config(), pure(), SessionId::new());
         let mut out = Vec::new();
         let cp = drive(&mut policy, 0, 14_000, |_| false, Some(40), &mut out).expect("cp");
         assert!(!cp.outbox.is_empty());
@@ -1316,10 +1273,6 @@ mod tests {
     #[test]
     fn a_restored_session_steps_where_the_original_did() {
         let session = SessionId::new();
-        let pure = || Pure {
-            words: pure_words(),
-            calls: 0,
-        };
         let mut whole = Vec::new();
         drive(
             &mut Policy::new(pure_config(), pure(), session),

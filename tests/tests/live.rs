@@ -545,11 +545,13 @@ async fn a_recorded_session_replays_to_the_same_final_transcript() {
         file: wav.clone(),
         reference: Some(wav.with_extension("txt")),
         ref_translations: Vec::new(),
-        url: url.clone(),
+        edge: voxctl::live::EdgeArgs {
+            url: url.clone(),
+            api_key: None,
+        },
         source: "en".into(),
         targets: vec!["vi".into()],
         speed: Speed::Max,
-        api_key: None,
         json: false,
     };
     let recorded = voxctl::record::record(&nats, &record)
@@ -573,10 +575,12 @@ async fn a_recorded_session_replays_to_the_same_final_transcript() {
         session: recorded.session_id,
         speed: Speed::Max,
         from: None,
-        url: url.clone(),
+        edge: voxctl::live::EdgeArgs {
+            url: url.clone(),
+            api_key: None,
+        },
         source: None,
         targets: None,
-        api_key: None,
         expect_same: true,
         json: false,
     };

@@ -40,7 +40,7 @@ use voxbridge_shared::eval::{self, BleuScore, Chrf, ChrfScore, EvalError as Scor
 use voxbridge_shared::messages::AUDIO_SAMPLE_RATE_HZ;
 
 use crate::bench::Summary;
-use crate::live::{SessionTimes, Speed, read_wav_16k, stream_file};
+use crate::live::{EdgeArgs, SessionTimes, Speed, read_wav_16k, stream_file};
 
 /// Version of the report's JSON layout: `--compare` and `eval-ratio` read this version only.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -68,9 +68,8 @@ pub struct EvalArgs {
     /// Directory of cases: `NAME.wav` (audio), `NAME.txt` (reference transcript) and optional
     /// `NAME.LANG.txt` (reference translations, e.g. `talk.vi.txt`).
     pub set_dir: PathBuf,
-    /// Edge WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:8080/v1/live")]
-    pub url: String,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
     /// Spoken language of every case.
     #[arg(long, default_value = "en")]
     pub source: String,
@@ -78,9 +77,6 @@ pub struct EvalArgs {
     /// translations for).
     #[arg(long = "to", value_delimiter = ',')]
     pub targets: Vec<String>,
-    /// API key, when the edge requires one.
-    #[arg(long, env = "VOXBRIDGE_API_KEY")]
-    pub api_key: Option<String>,
     /// How fast the audio is sent. At `realtime` the RTF is at least 1 by construction and the
     /// latencies are the numbers to watch; at `max` the RTF is the processing speed.
     #[arg(long, value_enum, default_value_t = Speed::Realtime)]
@@ -294,8 +290,7 @@ async fn run_case(args: &EvalArgs, targets: &[String], case: &Case) -> anyhow::R
     );
     let started = Instant::now();
     let times = stream_file(
-        &args.url,
-        args.api_key.as_deref(),
+        &args.edge,
         &args.source,
         targets,
         &samples,
@@ -1274,7 +1269,7 @@ pub async fn run(args: &EvalArgs) -> anyhow::Result<i32> {
         created: time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)?,
         set_dir: args.set_dir.clone(),
-        url: args.url.clone(),
+        url: args.edge.url.clone(),
         source: args.source.clone(),
         targets,
     };

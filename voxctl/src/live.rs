@@ -38,23 +38,30 @@ impl Speed {
     }
 }
 
+/// The edge live sessions are streamed through.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EdgeArgs {
+    /// Edge WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/v1/live")]
+    pub url: String,
+    /// API key, when the edge requires one.
+    #[arg(long, env = "VOXBRIDGE_API_KEY")]
+    pub api_key: Option<String>,
+}
+
 /// `voxctl live`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LiveArgs {
     /// A WAV file (any sample rate or channel count; converted to 16 kHz mono).
     pub file: PathBuf,
-    /// Edge WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:8080/v1/live")]
-    pub url: String,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
     /// Spoken language (`auto` to detect).
     #[arg(long, default_value = "en")]
     pub source: String,
     /// Target languages, comma-separated.
     #[arg(long = "to", value_delimiter = ',', default_value = "vi")]
     pub targets: Vec<String>,
-    /// API key, when the edge requires one.
-    #[arg(long, env = "VOXBRIDGE_API_KEY")]
-    pub api_key: Option<String>,
     /// Send as fast as possible instead of at real-time pace.
     #[arg(long)]
     pub fast: bool,
@@ -66,9 +73,8 @@ pub struct LiveArgs {
 /// `voxctl bench live`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchLiveArgs {
-    /// Edge WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:8080/v1/live")]
-    pub url: String,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
     /// Concurrent session counts to measure, one after the other.
     #[arg(long, value_delimiter = ',', default_value = "1,4,10")]
     pub sessions: Vec<usize>,
@@ -79,8 +85,6 @@ pub struct BenchLiveArgs {
     pub source: String,
     #[arg(long = "to", value_delimiter = ',', default_value = "vi")]
     pub targets: Vec<String>,
-    #[arg(long, env = "VOXBRIDGE_API_KEY")]
-    pub api_key: Option<String>,
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -141,17 +145,16 @@ impl SessionTimes {
 /// Streams `samples` through one live session and records when events arrive relative to when
 /// the audio they describe was sent. `on_event` sees every event.
 pub async fn stream_file(
-    url: &str,
-    api_key: Option<&str>,
+    edge: &EdgeArgs,
     source: &str,
     targets: &[String],
     samples: &[i16],
     realtime: bool,
     mut on_event: impl FnMut(&Value),
 ) -> anyhow::Result<SessionTimes> {
-    let url = match api_key {
-        Some(key) => format!("{url}?api_key={key}"),
-        None => url.to_string(),
+    let url = match &edge.api_key {
+        Some(key) => format!("{}?api_key={key}", edge.url),
+        None => edge.url.clone(),
     };
     let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
@@ -285,8 +288,7 @@ pub async fn run_live(args: &LiveArgs) -> anyhow::Result<i32> {
     let samples = read_wav_16k(&args.file)?;
     let json_lines = args.json;
     let times = stream_file(
-        &args.url,
-        args.api_key.as_deref(),
+        &args.edge,
         &args.source,
         &args.targets,
         &samples,
@@ -367,8 +369,7 @@ pub async fn bench_live(args: &BenchLiveArgs) -> anyhow::Result<Vec<LiveLevel>> 
                 // Spread session starts over the first second like real callers.
                 tokio::time::sleep(Duration::from_millis((i * 1000 / n.max(1)) as u64)).await;
                 stream_file(
-                    &args.url,
-                    args.api_key.as_deref(),
+                    &args.edge,
                     &args.source,
                     &args.targets,
                     &samples,

@@ -18,7 +18,7 @@ use voxbridge_shared::config::NatsConfig;
 use voxbridge_shared::messages::{AUDIO_SAMPLE_RATE_HZ, Recording, now_unix_ms};
 use voxbridge_shared::subjects::buckets;
 
-use crate::live::{SessionTimes, Speed, read_wav_16k, stream_file};
+use crate::live::{EdgeArgs, SessionTimes, Speed, read_wav_16k, stream_file};
 
 /// `voxctl record`
 #[derive(Debug, Clone, clap::Args)]
@@ -31,9 +31,8 @@ pub struct RecordArgs {
     /// Reference translation as `LANG:FILE` (repeatable), e.g. `vi:talk.vi.txt`.
     #[arg(long = "ref-translation", value_parser = parse_lang_file)]
     pub ref_translations: Vec<(String, PathBuf)>,
-    /// Edge WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:8080/v1/live")]
-    pub url: String,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
     /// Spoken language (`auto` to detect).
     #[arg(long, default_value = "en")]
     pub source: String,
@@ -43,8 +42,6 @@ pub struct RecordArgs {
     /// Send at real-time pace or as fast as possible.
     #[arg(long, value_enum, default_value_t = Speed::Realtime)]
     pub speed: Speed,
-    #[arg(long, env = "VOXBRIDGE_API_KEY")]
-    pub api_key: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -100,8 +97,7 @@ pub async fn record(nats: &NatsConfig, args: &RecordArgs) -> anyhow::Result<Reco
 
     let mut session_id = None;
     let times: SessionTimes = stream_file(
-        &args.url,
-        args.api_key.as_deref(),
+        &args.edge,
         &args.source,
         &targets,
         &samples,

@@ -19,7 +19,7 @@ use voxbridge_shared::config::NatsConfig;
 use voxbridge_shared::messages::{AUDIO_SAMPLE_RATE_HZ, AudioEvent, TranscriptEvent};
 use voxbridge_shared::subjects::{Namespace, streams};
 
-use crate::live::{Speed, stream_file};
+use crate::live::{EdgeArgs, Speed, stream_file};
 use crate::record::{load, recordings_bucket};
 
 const SAMPLES_PER_MS: u64 = AUDIO_SAMPLE_RATE_HZ as u64 / 1000;
@@ -68,17 +68,14 @@ pub struct ReplayArgs {
     /// Start at this audio time (`12.5`, `1:02.5`) or chunk (`seq:120`) instead of the start.
     #[arg(long)]
     pub from: Option<StartAt>,
-    /// Edge WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:8080/v1/live")]
-    pub url: String,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
     /// Spoken language (default: the recording's, else `en`).
     #[arg(long)]
     pub source: Option<String>,
     /// Target languages, comma-separated (default: the recording's, else none).
     #[arg(long = "to", value_delimiter = ',')]
     pub targets: Option<Vec<String>>,
-    #[arg(long, env = "VOXBRIDGE_API_KEY")]
-    pub api_key: Option<String>,
     /// Exit with code 2 when a full replay's final transcript differs from the original's.
     #[arg(long)]
     pub expect_same: bool,
@@ -118,6 +115,59 @@ fn append(audio: &mut SessionAudio, offset: u64, pcm: &[i16]) {
     audio.samples.extend_from_slice(&pcm[skip..]);
 }
 
+/// Every message a stream holds on one subject, from the first, in order.
+struct SubjectReader {
+    messages: async_nats::jetstream::consumer::pull::Ordered,
+    stream: &'static str,
+}
+
+impl SubjectReader {
+    /// `None` when stream `base` holds nothing on `subject`.
+    async fn open(
+        js: &async_nats::jetstream::Context,
+        ns: &Namespace,
+        base: &'static str,
+        subject: String,
+    ) -> anyhow::Result<Option<Self>> {
+        use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+        let stream = js
+            .get_stream(ns.stream(base))
+            .await
+            .with_context(|| format!("{base} stream"))?;
+        if stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .is_err()
+        {
+            return Ok(None);
+        }
+        let messages = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: subject,
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await?
+            .messages()
+            .await?;
+        Ok(Some(Self {
+            messages,
+            stream: base,
+        }))
+    }
+
+    /// The next message, and whether it is the last one stored now.
+    async fn next(&mut self) -> anyhow::Result<(async_nats::jetstream::Message, bool)> {
+        let stream = self.stream;
+        let message = tokio::time::timeout(Duration::from_secs(30), self.messages.next())
+            .await
+            .with_context(|| format!("the {stream} stream stopped delivering"))?
+            .with_context(|| format!("the {stream} consumer ended"))??;
+        let last = message.info().map_or(true, |i| i.pending == 0);
+        Ok((message, last))
+    }
+}
+
 /// Reads `session`'s audio from the AUDIO stream, from `from` on.
 pub async fn read_audio(
     js: &async_nats::jetstream::Context,
@@ -125,31 +175,14 @@ pub async fn read_audio(
     session: SessionId,
     from: Option<StartAt>,
 ) -> anyhow::Result<SessionAudio> {
-    use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
-    let stream = js
-        .get_stream(ns.stream(streams::AUDIO))
-        .await
-        .context("AUDIO stream")?;
-    let subject = ns.audio(&session);
-    if stream
-        .get_last_raw_message_by_subject(&subject)
-        .await
-        .is_err()
-    {
+    let Some(mut messages) =
+        SubjectReader::open(js, ns, streams::AUDIO, ns.audio(&session)).await?
+    else {
         bail!(
             "no audio stored for session {session}: unknown, or older than the AUDIO stream's \
              max age (VOXBRIDGE_AUDIO_RETENTION_H)"
         );
-    }
-    let mut messages = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: subject,
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await?
-        .messages()
-        .await?;
+    };
     let start_at = match from {
         Some(StartAt::Time(s)) => (s * AUDIO_SAMPLE_RATE_HZ as f64).round() as u64,
         _ => 0,
@@ -157,11 +190,7 @@ pub async fn read_audio(
     let mut audio = SessionAudio::default();
     let mut started = false;
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(30), messages.next())
-            .await
-            .context("the AUDIO stream stopped delivering")?
-            .context("the AUDIO consumer ended")??;
-        let pending = message.info().map(|i| i.pending).unwrap_or(0);
+        let (message, last) = messages.next().await?;
         match codec::decode::<AudioEvent>(&message.payload) {
             Ok(AudioEvent::Chunk(chunk)) => {
                 audio.chunks += 1;
@@ -198,7 +227,7 @@ pub async fn read_audio(
             // A payload the edge would never have written; the workers skip it too.
             Err(error) => tracing::warn!(%error, "skipping an unreadable AUDIO message"),
         }
-        if pending == 0 {
+        if last {
             break;
         }
     }
@@ -212,35 +241,14 @@ pub async fn original_finals(
     ns: &Namespace,
     session: SessionId,
 ) -> anyhow::Result<Vec<String>> {
-    use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
-    let stream = js
-        .get_stream(ns.stream(streams::TRANSCRIPTS))
-        .await
-        .context("TRANSCRIPTS stream")?;
-    let subject = ns.transcript(&session);
-    if stream
-        .get_last_raw_message_by_subject(&subject)
-        .await
-        .is_err()
-    {
+    let Some(mut messages) =
+        SubjectReader::open(js, ns, streams::TRANSCRIPTS, ns.transcript(&session)).await?
+    else {
         return Ok(Vec::new());
-    }
-    let mut messages = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: subject,
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await?
-        .messages()
-        .await?;
+    };
     let mut finals = std::collections::BTreeMap::new();
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(30), messages.next())
-            .await
-            .context("the TRANSCRIPTS stream stopped delivering")?
-            .context("the TRANSCRIPTS consumer ended")??;
-        let pending = message.info().map(|i| i.pending).unwrap_or(0);
+        let (message, last) = messages.next().await?;
         match codec::decode::<TranscriptEvent>(&message.payload) {
             Ok(TranscriptEvent::Final(f)) => {
                 finals.entry(f.index).or_insert(f.text);
@@ -248,7 +256,7 @@ pub async fn original_finals(
             Ok(TranscriptEvent::Ended(_)) => break,
             _ => {}
         }
-        if pending == 0 {
+        if last {
             break;
         }
     }
@@ -309,8 +317,7 @@ pub async fn replay(nats: &NatsConfig, args: &ReplayArgs) -> anyhow::Result<Repl
 
     let mut replay_session = None;
     let times = stream_file(
-        &args.url,
-        args.api_key.as_deref(),
+        &args.edge,
         &source,
         &targets,
         &audio.samples,
