@@ -650,18 +650,26 @@ mod tests {
             let start = self
                 .absolute_start_ms
                 .load(std::sync::atomic::Ordering::Relaxed);
-            let end = start + audio.len() as u64 / SAMPLES_PER_MS;
-            transcript
-                .iter()
-                .filter(|(_, s, e)| *s >= start && *e <= end)
-                .map(|(t, s, e)| Word {
-                    text: t.to_string(),
-                    start_ms: s - start,
-                    end_ms: e - start,
-                    probability: None,
-                })
-                .collect()
+            words_within(
+                transcript,
+                start,
+                start + audio.len() as u64 / SAMPLES_PER_MS,
+            )
         }
+    }
+
+    /// The words of `transcript` lying within [start_ms, end_ms], relative to `start_ms`.
+    fn words_within(transcript: &Transcript, start_ms: u64, end_ms: u64) -> Vec<Word> {
+        transcript
+            .iter()
+            .filter(|(_, s, e)| *s >= start_ms && *e <= end_ms)
+            .map(|(t, s, e)| Word {
+                text: t.to_string(),
+                start_ms: s - start_ms,
+                end_ms: e - start_ms,
+                probability: None,
+            })
+            .collect()
     }
 
     impl Recognizer for Script {
@@ -1033,17 +1041,7 @@ mod tests {
             };
             let start = (*first * POSITION_SCALE) as u64 / SAMPLES_PER_MS;
             let end = start + audio.len() as u64 / SAMPLES_PER_MS;
-            let mut out: Vec<Word> = self
-                .words
-                .iter()
-                .filter(|(_, s, e)| *s >= start && *e <= end)
-                .map(|(t, s, e)| Word {
-                    text: t.to_string(),
-                    start_ms: s - start,
-                    end_ms: e - start,
-                    probability: None,
-                })
-                .collect();
+            let mut out = words_within(&self.words, start, end);
             if (end / 500) % 2 == 1
                 && let Some(last) = out.last_mut()
             {
