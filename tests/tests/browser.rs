@@ -32,7 +32,11 @@ fn chromedriver() -> String {
 async fn the_page_shows_the_transcript_of_a_microphone_in_chromium() {
     let env = TestEnv::new();
     let shutdown = CancellationToken::new();
-    let _stt = start_stt_worker(&env, &[], shutdown.clone()).await;
+    // The page streams in real time, so a worker behind real time would catch up, and which
+    // steps then run depends on the machine's load: the first rendition of the looped recording
+    // (what this test scores) then varies ("so am I fellow America" was seen). This test is about
+    // the page; catching up is tested with the model in tests/tests/stt.rs.
+    let _stt = start_stt_worker(&env, &["--catch-up-max-ms", "0"], shutdown.clone()).await;
     let _mt = start_mt_worker(&env, &[], shutdown.clone()).await;
     let edge = start_edge(&env, &[], shutdown.clone()).await;
 
