@@ -155,6 +155,10 @@ pub struct Checkpoint {
     /// worker resuming from it publishes them again (JetStream drops what was already there).
     #[serde(default)]
     pub outbox: Vec<Output>,
+    /// Absolute sample where the audio of the last recognition ended (absent in older
+    /// checkpoints: the last step boundary).
+    #[serde(default)]
+    pub recognized_to_sample: Option<u64>,
 }
 
 impl voxbridge_shared::messages::WireMessage for Checkpoint {
@@ -162,6 +166,36 @@ impl voxbridge_shared::messages::WireMessage for Checkpoint {
     const TYPE: &'static str = "stt.checkpoint";
     fn schema_version(&self) -> u16 {
         self.v
+    }
+}
+
+/// Voice activity detection over 16 ms frames.
+enum Vad {
+    Earshot(Box<earshot::Detector>),
+    /// Loudness alone, for unit tests whose synthetic "speech" the real detector does not take
+    /// for a voice.
+    #[cfg(test)]
+    Energy,
+}
+
+impl Vad {
+    fn score(&mut self, frame: &[f32]) -> f32 {
+        match self {
+            Vad::Earshot(detector) => detector.predict_f32(frame),
+            #[cfg(test)]
+            Vad::Energy => {
+                let power = frame.iter().map(|x| x * x).sum::<f32>() / frame.len() as f32;
+                if power > 1e-4 { 1.0 } else { 0.0 }
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            Vad::Earshot(detector) => detector.reset(),
+            #[cfg(test)]
+            Vad::Energy => {}
+        }
     }
 }
 
@@ -177,11 +211,13 @@ pub struct Policy<R> {
     revision: u32,
     next_final_index: u64,
     context: String,
-    vad: Box<earshot::Detector>,
+    vad: Vad,
     vad_pending: Vec<f32>,
     /// Absolute sample just after the last speech frame in the buffer, if any.
     last_speech_end: Option<u64>,
     next_step: u64,
+    /// Absolute sample where the audio of the last recognition ended.
+    recognized_to: u64,
 }
 
 impl<R> std::fmt::Debug for Policy<R> {
@@ -213,6 +249,7 @@ impl<R: Recognizer> Policy<R> {
                 finished: false,
                 next_step_sample: None,
                 outbox: Vec::new(),
+                recognized_to_sample: None,
             },
         )
     }
@@ -227,6 +264,9 @@ impl<R: Recognizer> Policy<R> {
     ) -> Self {
         let step = config.step_ms * SAMPLES_PER_MS;
         let start = checkpoint.buffer_start_sample;
+        let next_step = checkpoint
+            .next_step_sample
+            .unwrap_or((start / step + 1) * step);
         Self {
             config,
             recognizer,
@@ -238,12 +278,13 @@ impl<R: Recognizer> Policy<R> {
             revision: checkpoint.revision,
             next_final_index: checkpoint.next_final_index,
             context: checkpoint.context,
-            vad: earshot::Detector::default_boxed(),
+            vad: Vad::Earshot(earshot::Detector::default_boxed()),
             vad_pending: Vec::new(),
             last_speech_end: None,
-            next_step: checkpoint
-                .next_step_sample
-                .unwrap_or((start / step + 1) * step),
+            next_step,
+            recognized_to: checkpoint
+                .recognized_to_sample
+                .unwrap_or(next_step.saturating_sub(step)),
         }
     }
 
@@ -260,6 +301,7 @@ impl<R: Recognizer> Policy<R> {
             finished: false,
             next_step_sample: Some(self.next_step),
             outbox: Vec::new(),
+            recognized_to_sample: Some(self.recognized_to),
         }
     }
 
@@ -278,41 +320,111 @@ impl<R: Recognizer> Policy<R> {
         self.last_speech_end.is_some()
     }
 
-    /// Appends audio and runs a step at every step boundary it crosses. Audio deferred before
-    /// ([`Policy::defer`]) that crossed boundaries is first recognised in one step.
+    /// Appends audio and runs a step at every step boundary it crosses, and ends the utterance
+    /// as soon as the speaker has paused for `pause_ms` ([`Policy::end_utterance`]). Audio
+    /// deferred before ([`Policy::defer`]) that crossed boundaries is first recognised in one
+    /// step.
     pub fn push(&mut self, mut samples: &[f32]) -> Result<Vec<Output>, String> {
         let step = self.config.step_ms * SAMPLES_PER_MS;
         let mut out = Vec::new();
         if self.audio_end() >= self.next_step {
             out.extend(self.step()?);
             self.next_step = (self.audio_end() / step + 1) * step;
+        } else if self.pause_reached() {
+            out.extend(self.end_utterance()?);
         }
         while !samples.is_empty() {
-            let until_step = self.next_step.saturating_sub(self.audio_end()) as usize;
-            let take = until_step.min(samples.len());
+            let take = self.next_stop(samples.len());
             self.append(&samples[..take]);
             samples = &samples[take..];
             if self.audio_end() >= self.next_step {
                 out.extend(self.step()?);
                 self.next_step += step;
+            } else if self.pause_reached() {
+                out.extend(self.end_utterance()?);
             }
         }
         Ok(out)
     }
 
     /// Appends audio without recognising it, for a worker behind real time whose next audio is
-    /// already waiting: the next [`Policy::push`] recognises it all in one step. Returns false,
+    /// already waiting: the next [`Policy::push`] recognises it all in one step. Returns `None`,
     /// appending nothing, when that would leave more than `max_deferred_ms` unrecognised.
-    pub fn defer(&mut self, samples: &[f32]) -> bool {
+    /// A pause in the deferred audio ends the utterance at once when that needs no
+    /// recognition (the last one already heard all its speech, and finals are not verified):
+    /// those finals are returned.
+    pub fn defer(&mut self, mut samples: &[f32]) -> Option<Vec<Output>> {
         let step = self.config.step_ms * SAMPLES_PER_MS;
         let last_step = self.next_step.saturating_sub(step);
         // A restored session re-reads audio before its last step: nothing is waiting then.
         let waiting = (self.audio_end() + samples.len() as u64).saturating_sub(last_step);
         if waiting > self.config.max_deferred_ms * SAMPLES_PER_MS {
-            return false;
+            return None;
         }
-        self.append(samples);
-        true
+        let mut out = Vec::new();
+        while !samples.is_empty() {
+            let take = self.next_stop(samples.len());
+            self.append(&samples[..take]);
+            samples = &samples[take..];
+            if self.pause_reached() && self.heard_all() && !self.config.verify_finals {
+                out.extend(self.finish_heard().unwrap_or_default());
+            }
+        }
+        Some(out)
+    }
+
+    /// How many of `available` samples to append before the policy must act: the next step
+    /// boundary, or the point where a pause would be complete. Pauses are thereby found at the
+    /// same sample however the audio is chunked, so a resumed session acts where the original
+    /// did.
+    fn next_stop(&self, available: usize) -> usize {
+        let end = self.audio_end();
+        let mut stop = self.next_step;
+        // A pause already reached (deferred audio waiting for a recognition) is no stop.
+        if let Some(pause) = self.pause_point().filter(|&pause| pause > end) {
+            stop = stop.min(pause);
+        }
+        // Never zero: a step boundary already reached was acted on before appending more.
+        (stop.saturating_sub(end) as usize).clamp(1, available)
+    }
+
+    /// Absolute sample where the silence after the last speech reaches `pause_ms` (in whole
+    /// voice frames, so it lies on the detector's frame grid).
+    fn pause_point(&self) -> Option<u64> {
+        let frames = (self.config.pause_ms * SAMPLES_PER_MS).div_ceil(VAD_FRAME as u64);
+        self.last_speech_end
+            .map(|end| end + frames * VAD_FRAME as u64)
+    }
+
+    fn pause_reached(&self) -> bool {
+        self.pause_point()
+            .is_some_and(|pause| self.audio_end() >= pause)
+    }
+
+    /// Whether the last recognition heard the buffer up to its last speech.
+    fn heard_all(&self) -> bool {
+        self.last_speech_end
+            .is_some_and(|end| self.recognized_to >= end)
+    }
+
+    /// The speaker paused: finalise everything heard. When the last recognition already heard
+    /// all the speech (a step after its end), its words are the final as shown (stable and
+    /// unstable), at once; otherwise the buffer is recognised now. Users see the final
+    /// `pause_ms` after they stop speaking instead of at the next step boundary.
+    fn end_utterance(&mut self) -> Result<Vec<Output>, String> {
+        if self.heard_all() {
+            self.finish_heard()
+        } else {
+            self.step()
+        }
+    }
+
+    /// Finalises the committed words and the unstable tail of the last recognition.
+    fn finish_heard(&mut self) -> Result<Vec<Output>, String> {
+        let shown = self.committed.len();
+        self.committed.append(&mut self.tail);
+        let end = self.audio_end();
+        self.finalize(true, end, shown)
     }
 
     /// End of the session: recognise what is left and finalise all of it.
@@ -342,7 +454,7 @@ impl<R: Recognizer> Policy<R> {
         let mut consumed = 0;
         while self.vad_pending.len() - consumed >= VAD_FRAME {
             let frame = &self.vad_pending[consumed..consumed + VAD_FRAME];
-            let score = self.vad.predict_f32(frame);
+            let score = self.vad.score(frame);
             position += VAD_FRAME as u64;
             if score >= self.config.vad_threshold {
                 self.last_speech_end = Some(position);
@@ -355,6 +467,7 @@ impl<R: Recognizer> Policy<R> {
     fn recognize(&mut self) -> Result<Vec<Word>, String> {
         let offset_ms = self.buffer_start / SAMPLES_PER_MS;
         let words = self.recognizer.recognize(&self.buffer, &self.context)?;
+        self.recognized_to = self.audio_end();
         Ok(self.absolute(words, offset_ms))
     }
 
@@ -874,6 +987,167 @@ mod tests {
         }
     }
 
+    /// Feeds `audio` in chunks of `chunk` samples; returns the outputs of each push with the
+    /// audio end (ms) after it and the recogniser's calls so far.
+    fn feed(
+        policy: &mut Policy<Script>,
+        start: &std::sync::atomic::AtomicU64,
+        audio: &[f32],
+        chunk: usize,
+    ) -> Vec<(u64, usize, Vec<Output>)> {
+        audio
+            .chunks(chunk)
+            .map(|c| {
+                start.store(
+                    policy.buffer_start / SAMPLES_PER_MS,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                let out = policy.push(c).expect("push");
+                (
+                    policy.audio_end() / SAMPLES_PER_MS,
+                    policy.recognizer.calls,
+                    out,
+                )
+            })
+            .collect()
+    }
+
+    /// Speech of `speech_ms` (a tone; see [`energy_vad`]), then `silence_ms` of silence.
+    fn utterance(speech_ms: u64, silence_ms: u64) -> Vec<f32> {
+        let mut audio = speech(speech_ms);
+        audio.extend(std::iter::repeat_n(
+            0.0,
+            (silence_ms * SAMPLES_PER_MS) as usize,
+        ));
+        audio
+    }
+
+    fn pause_config() -> PolicyConfig {
+        PolicyConfig::default()
+    }
+
+    /// The policy with a loudness detector: the synthetic tone is speech, zeros are silence.
+    fn energy_vad<R: Recognizer>(mut policy: Policy<R>) -> Policy<R> {
+        policy.vad = Vad::Energy;
+        policy.restart_vad();
+        policy
+    }
+
+    #[test]
+    fn a_pause_ends_the_utterance_without_waiting_for_the_next_step() {
+        let start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let words = vec![
+            ("Hello", 100, 500),
+            ("there", 500, 900),
+            ("friend", 900, 1300),
+        ];
+        // The step at 2 s heard all the speech (it ends at 1.4 s): the final is its words, at
+        // the moment the pause is complete, with no recognition of its own.
+        let script = Script {
+            words: words.clone(),
+            absolute_start_ms: start.clone(),
+            calls: 0,
+        };
+        let mut policy = energy_vad(Policy::new(pause_config(), script, SessionId::new()));
+        // 20 ms chunks, so the push that produces the final tells when it came.
+        let pushes = feed(&mut policy, &start, &utterance(1400, 3000), 320);
+        let speech_end_ms = 1400;
+        let (at_ms, calls, out) = pushes
+            .iter()
+            .find(|(_, _, out)| out.iter().any(|o| matches!(o, Output::Final { .. })))
+            .expect("a final");
+        assert!(
+            *at_ms <= speech_end_ms + 800 + 50,
+            "final only after {at_ms} ms of audio (speech ended at {speech_end_ms} ms)"
+        );
+        assert_eq!(*calls, 2, "the steps at 1 s and 2 s, none for the final");
+        assert_eq!(finals(out), vec!["Hello there friend".to_string()]);
+        let shown = pushes
+            .iter()
+            .flat_map(|(_, _, out)| out)
+            .filter_map(|o| match o {
+                Output::Partial {
+                    stable, unstable, ..
+                } => Some(format!("{stable} {unstable}").trim().to_string()),
+                _ => None,
+            })
+            .next_back()
+            .expect("a partial");
+        assert_eq!(
+            shown, "Hello there friend",
+            "the final is what was last shown"
+        );
+        // The step at 3 s finds nothing left to do.
+        assert_eq!(pushes.last().expect("pushes").1, 2);
+
+        // Speech that ends after the last step (2.1 s > 2 s) is recognised once more at the
+        // pause, not at the next boundary.
+        let mut words = words.clone();
+        words.push(("again", 1400, 2050));
+        let script = Script {
+            words,
+            absolute_start_ms: start.clone(),
+            calls: 0,
+        };
+        let mut policy = energy_vad(Policy::new(pause_config(), script, SessionId::new()));
+        let pushes = feed(&mut policy, &start, &utterance(2100, 3000), 320);
+        let (at_ms, calls, out) = pushes
+            .iter()
+            .find(|(_, _, out)| out.iter().any(|o| matches!(o, Output::Final { .. })))
+            .expect("a final");
+        assert!(
+            *at_ms <= 2100 + 800 + 50,
+            "final only after {at_ms} ms of audio"
+        );
+        assert_eq!(
+            *calls, 3,
+            "steps at 1 s and 2 s, one recognition at the pause"
+        );
+        // (The fake recogniser's third run misreads the newest word as "again?x".)
+        let text = finals(out).concat();
+        assert!(text.starts_with("Hello there friend again"), "{text}");
+    }
+
+    #[test]
+    fn pauses_are_found_at_the_same_sample_however_the_audio_is_chunked() {
+        let start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let words = vec![
+            ("Hello", 100, 500),
+            ("there.", 500, 900),
+            ("How", 2900, 3200),
+            ("are", 3200, 3500),
+            ("you", 3500, 3800),
+        ];
+        let mut audio = utterance(1100, 1700);
+        audio.extend(utterance(1100, 2000));
+        let session = SessionId::new();
+        let run = |chunk: usize| {
+            let script = Script {
+                words: words.clone(),
+                absolute_start_ms: start.clone(),
+                calls: 0,
+            };
+            let mut policy = energy_vad(Policy::new(pause_config(), script, session));
+            let outputs: Vec<Output> = feed(&mut policy, &start, &audio, chunk)
+                .into_iter()
+                .flat_map(|(_, _, out)| out)
+                .collect();
+            (outputs, policy.recognizer.calls)
+        };
+        let (by_100ms, calls) = run(1600);
+        assert_eq!(
+            finals(&by_100ms),
+            vec!["Hello there.".to_string(), "How are you".to_string()]
+        );
+        // (At most 100 ms per push: the fake recogniser learns where the buffer starts between
+        // pushes.)
+        for chunk in [37 * 16, 1000, 320] {
+            let (other, other_calls) = run(chunk);
+            assert_eq!(other, by_100ms, "chunks of {chunk} samples");
+            assert_eq!(other_calls, calls);
+        }
+    }
+
     /// Feeds `ms` of speech in 100 ms chunks, then ends the session; returns every output.
     fn run_session<R: Recognizer>(
         policy: &mut Policy<R>,
@@ -1125,7 +1399,15 @@ mod tests {
             let next = (at + 1600).min(end);
             let chunk = positioned(at, next);
             at = next;
-            if behind(i) && policy.defer(&chunk) {
+            if behind(i)
+                && let Some(out) = policy.defer(&chunk)
+            {
+                if !out.is_empty() {
+                    let mut cp = policy.checkpoint();
+                    cp.outbox = out.clone();
+                    last = Some(cp);
+                    published_out.extend(out);
+                }
                 i += 1;
                 continue;
             }
@@ -1173,7 +1455,10 @@ mod tests {
         // Deferring stops at max_deferred_ms: at most 4 s wait unrecognised.
         let mut policy = Policy::new(pure_config(), pure(), SessionId::new());
         let mut deferred = 0;
-        while policy.defer(&positioned(deferred * 1600, (deferred + 1) * 1600)) {
+        while policy
+            .defer(&positioned(deferred * 1600, (deferred + 1) * 1600))
+            .is_some()
+        {
             deferred += 1;
         }
         assert_eq!(deferred, 40, "4000 ms of 100 ms chunks");

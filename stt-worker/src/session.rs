@@ -337,11 +337,14 @@ impl Session {
         // A chunk that waited longer than a step: the steps take longer than the audio they
         // cover, and the worker is behind real time.
         let behind = lag_ms > self.settings.policy.step_ms;
-        if behind && self.open.realtime && self.policy.as_mut().is_some_and(|p| p.defer(&samples)) {
+        if behind
+            && self.open.realtime
+            && let Some(outputs) = self.policy.as_mut().and_then(|p| p.defer(&samples))
+        {
             self.metrics
                 .catch_up_audio_seconds
                 .inc_by(samples.len() as f64 / SAMPLE_RATE as f64);
-            return Ok(());
+            return self.emit(outputs).await;
         }
         let outputs = self.with_policy(move |p| p.push(&samples)).await?;
         self.emit(outputs).await

@@ -54,6 +54,10 @@ pub const MIN_BLEU_RATIO: f64 = 0.97;
 /// …and at least 98 % of its chrF++.
 pub const MIN_CHRF_RATIO: f64 = 0.98;
 
+/// Largest WER increase over the baseline, in percentage points, that `eval-ratio --judge
+/// transcript|both` lets pass.
+pub const MAX_WER_INCREASE: f64 = 1.0;
+
 /// Files written into `--out`.
 const REPORT_JSON: &str = "report.json";
 const REPORT_MD: &str = "report.md";
@@ -128,6 +132,74 @@ pub struct EvalRatioArgs {
     /// Smallest candidate/baseline chrF++ ratio that passes.
     #[arg(long, default_value_t = MIN_CHRF_RATIO)]
     pub min_chrf_ratio: f64,
+    /// What decides the verdict: the translation scores (an MT comparison), the transcript's
+    /// WER (an STT comparison; the reports need no translation scores) or both.
+    #[arg(long, value_enum, default_value_t = Judge::Translation)]
+    pub judge: Judge,
+    /// Largest WER increase of the candidate over the baseline that passes, in percentage
+    /// points (absolute: 4.0 % → 5.0 % is +1.0); used with --judge transcript|both.
+    #[arg(long, value_name = "POINTS", default_value_t = MAX_WER_INCREASE)]
+    pub max_wer_increase: f64,
+}
+
+impl EvalRatioArgs {
+    /// The bars these arguments set.
+    pub fn bars(&self) -> RatioBars {
+        RatioBars {
+            judge: self.judge,
+            min_bleu_ratio: self.min_bleu_ratio,
+            min_chrf_ratio: self.min_chrf_ratio,
+            max_wer_increase: self.max_wer_increase,
+        }
+    }
+}
+
+/// What `eval-ratio` judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Judge {
+    /// BLEU and chrF++ ratios in every language (comparing MT configurations).
+    #[default]
+    Translation,
+    /// The WER increase only (comparing STT configurations).
+    Transcript,
+    /// Both the translation ratios and the WER increase.
+    Both,
+}
+
+impl Judge {
+    /// Whether the translation ratios decide the verdict.
+    pub fn translations(self) -> bool {
+        matches!(self, Self::Translation | Self::Both)
+    }
+
+    /// Whether the WER increase decides the verdict.
+    pub fn transcript(self) -> bool {
+        matches!(self, Self::Transcript | Self::Both)
+    }
+}
+
+/// The bars of a configuration comparison (`eval-ratio`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RatioBars {
+    pub judge: Judge,
+    /// Smallest candidate/baseline BLEU ratio that passes.
+    pub min_bleu_ratio: f64,
+    /// Smallest candidate/baseline chrF++ ratio that passes.
+    pub min_chrf_ratio: f64,
+    /// Largest WER increase that passes, in percentage points.
+    pub max_wer_increase: f64,
+}
+
+impl Default for RatioBars {
+    /// The study's bars, judging the translations.
+    fn default() -> Self {
+        Self {
+            judge: Judge::Translation,
+            min_bleu_ratio: MIN_BLEU_RATIO,
+            min_chrf_ratio: MIN_CHRF_RATIO,
+            max_wer_increase: MAX_WER_INCREASE,
+        }
+    }
 }
 
 /// Why a set or a report could not be used.
@@ -159,7 +231,8 @@ pub enum EvalError {
     #[error("{baseline} and {candidate} ran different cases: a ratio needs one set")]
     DifferentSets { baseline: String, candidate: String },
     #[error(
-        "{0} has no translation scores: run `voxctl eval` on a set with reference translations"
+        "{0} has no translation scores: run `voxctl eval` on a set with reference translations, \
+         or judge the transcripts only (`eval-ratio --judge transcript`)"
     )]
     NoTranslationScores(String),
     #[error("scoring")]
@@ -1116,22 +1189,29 @@ pub struct LanguageRatios {
 pub struct RatioReport {
     pub baseline: String,
     pub candidate: String,
+    /// What decides [`RatioReport::passed`].
+    pub judge: Judge,
     pub min_bleu_ratio: f64,
     pub min_chrf_ratio: f64,
+    /// In percentage points.
+    pub max_wer_increase: f64,
     /// Languages both reports score.
     pub languages: Vec<LanguageRatios>,
-    /// Languages the baseline scores and the candidate does not (a failure).
+    /// Languages the baseline scores and the candidate does not (a failure when translations
+    /// are judged).
     pub missing: Vec<String>,
     pub baseline_wer: f64,
     pub candidate_wer: f64,
 }
 
-/// Compares a candidate configuration's report with the baseline's on the same set.
+/// Compares a candidate configuration's report with the baseline's on the same set. Judging
+/// translations needs translation scores in the baseline ([`EvalError::NoTranslationScores`]);
+/// judging the transcripts only does not, and then reports the ratios of whatever languages
+/// there are without judging them.
 pub fn ratios(
     baseline: &Report,
     candidate: &Report,
-    min_bleu_ratio: f64,
-    min_chrf_ratio: f64,
+    bars: &RatioBars,
 ) -> Result<RatioReport, EvalError> {
     let names = |r: &Report| {
         r.cases
@@ -1146,9 +1226,15 @@ pub fn ratios(
             candidate: describe(candidate),
         });
     }
-    if baseline.overall.translations.is_empty() {
+    if bars.judge.translations() && baseline.overall.translations.is_empty() {
         return Err(EvalError::NoTranslationScores(describe(baseline)));
     }
+    let RatioBars {
+        judge,
+        min_bleu_ratio,
+        min_chrf_ratio,
+        max_wer_increase,
+    } = *bars;
     let mut languages = Vec::new();
     let mut missing = Vec::new();
     for (lang, b) in &baseline.overall.translations {
@@ -1164,8 +1250,10 @@ pub fn ratios(
     Ok(RatioReport {
         baseline: describe(baseline),
         candidate: describe(candidate),
+        judge,
         min_bleu_ratio,
         min_chrf_ratio,
+        max_wer_increase,
         languages,
         missing,
         baseline_wer: baseline.overall.wer,
@@ -1174,21 +1262,52 @@ pub fn ratios(
 }
 
 impl RatioReport {
-    /// Whether every language the baseline scores meets both bars.
+    /// Whether the candidate meets the bars of what is judged: with translations, both ratios
+    /// in every language the baseline scores; with the transcript, the WER increase.
     pub fn passed(&self) -> bool {
+        (!self.judge.translations() || self.translations_passed())
+            && (!self.judge.transcript() || self.wer_verdict() == Verdict::Pass)
+    }
+
+    /// Whether every language the baseline scores meets both ratio bars.
+    pub fn translations_passed(&self) -> bool {
         self.missing.is_empty()
             && self.languages.iter().all(|l| {
                 l.bleu.verdict == Verdict::Pass && l.chrf_plus_plus.verdict == Verdict::Pass
             })
     }
 
-    /// The table and the verdict, in Markdown.
+    /// The candidate's WER minus the baseline's, in percentage points.
+    pub fn wer_increase(&self) -> f64 {
+        100.0 * (self.candidate_wer - self.baseline_wer)
+    }
+
+    /// Whether the WER increase is within `max_wer_increase` (a WER that is not a number
+    /// fails).
+    pub fn wer_verdict(&self) -> Verdict {
+        // Tolerance for the rounding of a difference of two rates that lands on the bar.
+        const EPSILON_POINTS: f64 = 1e-9;
+        if self.wer_increase() <= self.max_wer_increase + EPSILON_POINTS {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        }
+    }
+
+    /// The table, the WER line and the verdict, in Markdown. The table is left out when no
+    /// language is scored (possible when only the transcript is judged).
     pub fn markdown(&self) -> String {
-        let mut out = format!(
-            "## {} against {}\n\n| language | BLEU baseline | BLEU candidate | BLEU ratio | \
-             chrF++ baseline | chrF++ candidate | chrF++ ratio |\n|---|---|---|---|---|---|---|\n",
-            self.candidate, self.baseline
-        );
+        let mut out = format!("## {} against {}\n\n", self.candidate, self.baseline);
+        let any_language = !self.languages.is_empty() || !self.missing.is_empty();
+        if any_language && !self.judge.translations() {
+            out.push_str("Translation ratios, for information (not judged):\n\n");
+        }
+        if !self.languages.is_empty() {
+            out.push_str(
+                "| language | BLEU baseline | BLEU candidate | BLEU ratio | chrF++ baseline | \
+                 chrF++ candidate | chrF++ ratio |\n|---|---|---|---|---|---|---|\n",
+            );
+        }
         let cell = |s: &ScoreRatio| match (s.ratio, s.verdict) {
             (Some(r), verdict) => format!("{r:.3} ({})", verdict_name(verdict)),
             (None, _) => "undefined (baseline 0)".to_string(),
@@ -1206,23 +1325,51 @@ impl RatioReport {
                 cell(&l.chrf_plus_plus)
             );
         }
+        let wer_verdict = if self.judge.transcript() {
+            format!(
+                "; bar at most {:+.2} points: {}",
+                self.max_wer_increase,
+                verdict_name(self.wer_verdict())
+            )
+        } else {
+            String::new()
+        };
+        // A blank line after the table; the heading already ends with one.
+        if !self.languages.is_empty() {
+            out.push('\n');
+        }
         let _ = writeln!(
             out,
-            "\nWER: baseline {}, candidate {} ({:+.2} points).",
+            "WER: baseline {}, candidate {} ({:+.2} points{wer_verdict}).",
             percent(self.baseline_wer),
             percent(self.candidate_wer),
-            100.0 * (self.candidate_wer - self.baseline_wer)
+            self.wer_increase()
         );
         for lang in &self.missing {
             let _ = writeln!(out, "{lang}: scored in the baseline, not in the candidate.");
         }
-        let _ = writeln!(
-            out,
-            "\n{}: bars BLEU ≥ {:.0} % and chrF++ ≥ {:.0} % of the baseline in every language; an \
-             undefined ratio is not a pass.",
-            if self.passed() { "PASS" } else { "FAIL" },
+        let translation_bars = format!(
+            "BLEU ≥ {:.0} % and chrF++ ≥ {:.0} % of the baseline in every language",
             100.0 * self.min_bleu_ratio,
             100.0 * self.min_chrf_ratio
+        );
+        let wer_bar = format!(
+            "WER at most {:+.2} points over the baseline",
+            self.max_wer_increase
+        );
+        let bars = match self.judge {
+            Judge::Translation => {
+                format!("bars {translation_bars}; an undefined ratio is not a pass")
+            }
+            Judge::Transcript => format!("bar {wer_bar} (translations not judged)"),
+            Judge::Both => {
+                format!("bars {translation_bars}, and {wer_bar}; an undefined ratio is not a pass")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "\n{}: {bars}.",
+            if self.passed() { "PASS" } else { "FAIL" }
         );
         out
     }
@@ -1298,12 +1445,7 @@ pub async fn run(args: &EvalArgs) -> anyhow::Result<i32> {
 pub fn run_ratio(args: &EvalRatioArgs) -> anyhow::Result<i32> {
     let baseline = load_report(&args.baseline)?;
     let candidate = load_report(&args.candidate)?;
-    let report = ratios(
-        &baseline,
-        &candidate,
-        args.min_bleu_ratio,
-        args.min_chrf_ratio,
-    )?;
+    let report = ratios(&baseline, &candidate, &args.bars())?;
     print!("{}", report.markdown());
     Ok(if report.passed() { 0 } else { EXIT_REGRESSION })
 }
@@ -1644,6 +1786,14 @@ mod tests {
         );
     }
 
+    /// The study's bars (BLEU 97 %, chrF++ 98 %, WER +1 point), judging `judge`.
+    fn bars(judge: Judge) -> RatioBars {
+        RatioBars {
+            judge,
+            ..RatioBars::default()
+        }
+    }
+
     fn with_scores(report: &Report, bleu: f64, chrf: f64) -> Report {
         let mut report = report.clone();
         let vi = report.overall.translations.get_mut("vi").expect("vi");
@@ -1657,38 +1807,251 @@ mod tests {
         let base = sample_report(Speed::Realtime);
         let baseline = with_scores(&base, 25.0, 50.0);
 
-        let pass = ratios(&baseline, &with_scores(&base, 24.5, 49.5), 0.97, 0.98).expect("ratios");
+        let pass = ratios(
+            &baseline,
+            &with_scores(&base, 24.5, 49.5),
+            &bars(Judge::Translation),
+        )
+        .expect("ratios");
         assert!(pass.passed(), "{pass:?}");
         assert_eq!(pass.languages[0].bleu.ratio, Some(0.98));
         assert!(pass.markdown().contains("\nPASS: "));
 
-        let fail = ratios(&baseline, &with_scores(&base, 23.75, 49.5), 0.97, 0.98).expect("ratios");
+        let fail = ratios(
+            &baseline,
+            &with_scores(&base, 23.75, 49.5),
+            &bars(Judge::Translation),
+        )
+        .expect("ratios");
         assert!(!fail.passed());
         assert_eq!(fail.languages[0].bleu.verdict, Verdict::Fail);
         assert_eq!(fail.languages[0].chrf_plus_plus.verdict, Verdict::Pass);
         assert!(fail.markdown().contains("0.950 (fail)"));
 
         let zero = with_scores(&base, 0.0, 50.0);
-        let undefined = ratios(&zero, &with_scores(&base, 10.0, 50.0), 0.97, 0.98).expect("ratios");
+        let undefined = ratios(
+            &zero,
+            &with_scores(&base, 10.0, 50.0),
+            &bars(Judge::Translation),
+        )
+        .expect("ratios");
         assert_eq!(undefined.languages[0].bleu.verdict, Verdict::Undefined);
         assert!(!undefined.passed());
         assert!(undefined.markdown().contains("undefined (baseline 0)"));
 
         let mut none = baseline.clone();
         none.overall.translations.clear();
-        let missing = ratios(&baseline, &none, 0.97, 0.98).expect("ratios");
+        let missing = ratios(&baseline, &none, &bars(Judge::Translation)).expect("ratios");
         assert_eq!(missing.missing, ["vi"]);
         assert!(!missing.passed());
         assert!(matches!(
-            ratios(&none, &baseline, 0.97, 0.98),
+            ratios(&none, &baseline, &bars(Judge::Translation)),
             Err(EvalError::NoTranslationScores(_))
         ));
 
         let mut other_set = baseline.clone();
         other_set.cases.pop();
         assert!(matches!(
-            ratios(&baseline, &other_set, 0.97, 0.98),
+            ratios(&baseline, &other_set, &bars(Judge::Translation)),
             Err(EvalError::DifferentSets { .. })
         ));
+    }
+
+    fn with_wer(report: &Report, wer: f64) -> Report {
+        let mut report = report.clone();
+        report.overall.wer = wer;
+        report
+    }
+
+    #[test]
+    fn judging_the_transcript_bars_the_wer_increase_only() {
+        let base = sample_report(Speed::Realtime);
+        let baseline = with_wer(&with_scores(&base, 25.0, 50.0), 0.04);
+        // Translations far below their bars do not matter when only the transcript is judged.
+        let worse_mt = with_scores(&base, 5.0, 10.0);
+
+        // +1.00 point exactly is within the default bar (rates do not subtract exactly).
+        let pass = ratios(
+            &baseline,
+            &with_wer(&worse_mt, 0.05),
+            &bars(Judge::Transcript),
+        )
+        .expect("ratios");
+        assert_eq!(pass.wer_verdict(), Verdict::Pass);
+        assert!(!pass.translations_passed());
+        assert!(pass.passed(), "{pass:?}");
+        let md = pass.markdown();
+        assert!(
+            md.contains("WER: baseline 4.00 %, candidate 5.00 % (+1.00 points; bar at most +1.00 points: pass)."),
+            "{md}"
+        );
+        assert!(
+            md.contains("Translation ratios, for information (not judged):"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "\nPASS: bar WER at most +1.00 points over the baseline (translations not judged)."
+            ),
+            "{md}"
+        );
+
+        let fail = ratios(
+            &baseline,
+            &with_wer(&baseline, 0.0511),
+            &bars(Judge::Transcript),
+        )
+        .expect("ratios");
+        assert_eq!(fail.wer_verdict(), Verdict::Fail);
+        assert!(fail.translations_passed());
+        assert!(!fail.passed());
+        let md = fail.markdown();
+        assert!(
+            md.contains("(+1.11 points; bar at most +1.00 points: fail)."),
+            "{md}"
+        );
+        assert!(md.contains("\nFAIL: bar WER"), "{md}");
+
+        // A looser bar, and a better candidate.
+        let loose = RatioBars {
+            max_wer_increase: 1.5,
+            ..bars(Judge::Transcript)
+        };
+        let within = ratios(&baseline, &with_wer(&baseline, 0.0511), &loose).expect("ratios");
+        assert!(within.passed());
+        let better = ratios(
+            &baseline,
+            &with_wer(&baseline, 0.02),
+            &bars(Judge::Transcript),
+        )
+        .expect("ratios");
+        assert!(better.passed());
+        assert!(better.markdown().contains("(-2.00 points; bar"));
+
+        // The default judge ignores the WER, as before.
+        let mt_only = ratios(
+            &baseline,
+            &with_wer(&baseline, 0.5),
+            &bars(Judge::Translation),
+        )
+        .expect("ratios");
+        assert!(mt_only.passed());
+        assert!(
+            mt_only
+                .markdown()
+                .contains("WER: baseline 4.00 %, candidate 50.00 % (+46.00 points).\n")
+        );
+    }
+
+    #[test]
+    fn judging_the_transcript_needs_no_translation_scores() {
+        let mut baseline = with_wer(&sample_report(Speed::Realtime), 0.04);
+        baseline.overall.translations.clear();
+        let candidate = with_wer(&baseline, 0.045);
+
+        let report = ratios(&baseline, &candidate, &bars(Judge::Transcript)).expect("ratios");
+        assert!(report.languages.is_empty() && report.missing.is_empty());
+        assert!(report.passed(), "{report:?}");
+        let md = report.markdown();
+        assert!(!md.contains("| language |"), "{md}");
+        assert!(!md.contains("not judged):"), "{md}");
+        assert!(
+            md.contains("(+0.50 points; bar at most +1.00 points: pass)."),
+            "{md}"
+        );
+        assert!(md.contains("\nPASS: "), "{md}");
+
+        let worse = with_wer(&baseline, 0.06);
+        assert!(
+            !ratios(&baseline, &worse, &bars(Judge::Transcript))
+                .expect("ratios")
+                .passed()
+        );
+
+        // Translations judged: the scores are needed.
+        for judge in [Judge::Translation, Judge::Both] {
+            assert!(matches!(
+                ratios(&baseline, &candidate, &bars(judge)),
+                Err(EvalError::NoTranslationScores(_))
+            ));
+        }
+        // Different sets are refused whatever is judged.
+        let mut other_set = candidate.clone();
+        other_set.cases.pop();
+        assert!(matches!(
+            ratios(&baseline, &other_set, &bars(Judge::Transcript)),
+            Err(EvalError::DifferentSets { .. })
+        ));
+    }
+
+    #[test]
+    fn judging_both_needs_both_bars() {
+        let base = sample_report(Speed::Realtime);
+        let baseline = with_wer(&with_scores(&base, 25.0, 50.0), 0.04);
+        let good_mt = with_scores(&base, 24.5, 49.5);
+        let bad_mt = with_scores(&base, 20.0, 49.5);
+
+        let pass =
+            ratios(&baseline, &with_wer(&good_mt, 0.045), &bars(Judge::Both)).expect("ratios");
+        assert!(pass.passed(), "{pass:?}");
+        let md = pass.markdown();
+        assert!(md.contains("| vi | 25.00 | 24.50 | 0.980 (pass) |"), "{md}");
+        assert!(!md.contains("not judged"), "{md}");
+        assert!(
+            md.contains("(+0.50 points; bar at most +1.00 points: pass)."),
+            "{md}"
+        );
+        assert!(
+            md.contains("\nPASS: bars BLEU ≥ 97 % and chrF++ ≥ 98 % of the baseline in every language, and WER at most +1.00 points over the baseline;"),
+            "{md}"
+        );
+
+        let wer_fails =
+            ratios(&baseline, &with_wer(&good_mt, 0.06), &bars(Judge::Both)).expect("ratios");
+        assert!(wer_fails.translations_passed());
+        assert!(!wer_fails.passed());
+        assert!(wer_fails.markdown().contains("\nFAIL: "));
+
+        let mt_fails =
+            ratios(&baseline, &with_wer(&bad_mt, 0.04), &bars(Judge::Both)).expect("ratios");
+        assert_eq!(mt_fails.wer_verdict(), Verdict::Pass);
+        assert!(!mt_fails.passed());
+
+        let mut no_mt = with_wer(&baseline, 0.04);
+        no_mt.overall.translations.clear();
+        let missing = ratios(&baseline, &no_mt, &bars(Judge::Both)).expect("ratios");
+        assert_eq!(missing.missing, ["vi"]);
+        assert!(!missing.passed());
+    }
+
+    #[test]
+    fn eval_ratio_parses_judge_and_wer_bar() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: EvalRatioArgs,
+        }
+        let parse = |extra: &[&str]| {
+            let argv = [
+                "eval-ratio",
+                "--baseline",
+                "b.json",
+                "--candidate",
+                "c.json",
+            ];
+            Cli::try_parse_from(argv.iter().chain(extra)).map(|cli| cli.args.bars())
+        };
+        assert_eq!(parse(&[]).expect("defaults"), RatioBars::default());
+        let bars = parse(&["--judge", "transcript", "--max-wer-increase", "0.5"]).expect("parse");
+        assert_eq!(
+            (bars.judge, bars.max_wer_increase),
+            (Judge::Transcript, 0.5)
+        );
+        assert_eq!(
+            parse(&["--judge", "both"]).expect("parse").judge,
+            Judge::Both
+        );
+        assert!(parse(&["--judge", "wer"]).is_err());
     }
 }

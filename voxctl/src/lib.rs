@@ -81,11 +81,13 @@ pub enum Command {
     /// --compare beyond its threshold.
     Eval(eval::EvalArgs),
     /// Compare two eval reports of one set run with two configurations (e.g. MT compute type
-    /// int8 against float32): candidate/baseline ratio of BLEU and chrF++ per language, WER
-    /// difference, pass/fail against the quantisation bars. Needs no server.
+    /// int8 against float32, or a Whisper model against its quantisation): candidate/baseline
+    /// ratio of BLEU and chrF++ per language, WER difference, pass/fail against the
+    /// quantisation bars of what --judge names. Needs no server.
     ///
-    /// Exit codes: 0 when every language passes; 2 when one fails or its ratio is undefined
-    /// (baseline score 0); 1 when the reports cannot be compared.
+    /// Exit codes: 0 when what is judged passes; 2 when a language fails or its ratio is
+    /// undefined (baseline score 0), or the WER rises beyond --max-wer-increase; 1 when the
+    /// reports cannot be compared.
     EvalRatio(eval::EvalRatioArgs),
     /// One screen with streams, consumers (lag), workers alive, jobs in flight and the DLQ.
     Status(status::StatusArgs),
