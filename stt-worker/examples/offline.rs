@@ -36,6 +36,7 @@ fn main() -> anyhow::Result<()> {
         prompt: None,
         audio_ctx: None,
         beam_size: args.beam_size,
+        temperature_fallback: true,
     };
     let (mut audio_s, mut wall_s) = (0.0, 0.0);
     let mut texts = Vec::new();

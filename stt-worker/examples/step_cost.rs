@@ -29,6 +29,15 @@ struct Args {
     /// Encoder context margin (frames) of the reduced-context settings.
     #[arg(long, default_value_t = 128)]
     margin: usize,
+    /// Text preceding the audio (the worker passes the finished text before the buffer).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Whisper's temperature fallback (the worker's steps run without it).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    fallback: bool,
+    /// Start this many seconds into the file.
+    #[arg(long, default_value_t = 0.0)]
+    offset: f64,
     file: PathBuf,
 }
 
@@ -47,6 +56,7 @@ fn main() -> anyhow::Result<()> {
             prompt: None,
             audio_ctx: Some(16),
             beam_size: 1,
+            temperature_fallback: false,
         };
         let started = std::time::Instant::now();
         transcriber.transcribe(&vec![0.0; 1600], &options)?;
@@ -64,16 +74,18 @@ fn main() -> anyhow::Result<()> {
         ("greedy-ctx", 1, true),
     ] {
         for &seconds in &args.seconds {
-            let n = ((seconds * 16_000.0) as usize).min(samples.len());
-            let audio = &samples[..n];
+            let from = ((args.offset * 16_000.0) as usize).min(samples.len());
+            let n = ((seconds * 16_000.0) as usize).min(samples.len() - from);
+            let audio = &samples[from..from + n];
             let audio_ctx =
                 reduced.then(|| ((seconds * 50.0).ceil() as usize + args.margin).min(1500));
             let options = TranscribeOptions {
                 threads: args.threads,
                 language: Some("en".into()),
-                prompt: None,
+                prompt: args.prompt.clone(),
                 audio_ctx,
                 beam_size,
+                temperature_fallback: args.fallback,
             };
             let mut times = Vec::new();
             let mut text = String::new();

@@ -441,6 +441,7 @@ impl AudioJobs {
             prompt: None,
             audio_ctx: None,
             beam_size: self.settings.beam_size,
+            temperature_fallback: true,
         };
         let transcriber = self.transcriber.clone();
         // whisper-rs keeps (leaks) the progress closure, so it holds only a shared percentage,

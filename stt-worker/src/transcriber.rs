@@ -30,6 +30,12 @@ pub struct TranscribeOptions {
     pub audio_ctx: Option<usize>,
     /// Beam size (1 = greedy).
     pub beam_size: usize,
+    /// Whisper's temperature fallback: a decode that looks failed (low log probability, or
+    /// compressible like a loop) is repeated with sampling at rising temperatures, up to five
+    /// more decodes. The worker keeps it on for streaming steps too: without it a cut-off first
+    /// step of en_01 took 0.32 s instead of 1.48 s, but the streaming test's en_04 committed
+    /// "But whenever" for "The weather" (docs/BENCHMARKS.md).
+    pub temperature_fallback: bool,
 }
 
 /// One recognised segment.
@@ -150,6 +156,9 @@ impl Transcriber {
         if let Some(ctx) = options.audio_ctx {
             params.set_audio_ctx(ctx as i32);
         }
+        if !options.temperature_fallback {
+            params.set_temperature_inc(0.0);
+        }
         if let Some(progress) = progress {
             params.set_progress_callback_safe(progress);
         }
@@ -264,6 +273,7 @@ impl WhisperRecognizer {
             prompt: (!prompt.is_empty()).then(|| prompt.to_string()),
             audio_ctx,
             beam_size: self.beam_size,
+            temperature_fallback: true,
         };
         let started = std::time::Instant::now();
         let (segments, detected) = self

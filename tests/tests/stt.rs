@@ -66,6 +66,7 @@ fn offline_wer(wav: &std::path::Path) -> f64 {
                 prompt: None,
                 audio_ctx: None,
                 beam_size: 5,
+                temperature_fallback: true,
             },
         )
         .expect("offline transcription");
