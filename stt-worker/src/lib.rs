@@ -73,6 +73,10 @@ pub struct Config {
     /// Silence (ms) that ends an utterance.
     #[arg(long, env = "VOXBRIDGE_STT_PAUSE_MS", default_value_t = 800)]
     pub pause_ms: u64,
+    /// End an utterance (publish its final) as soon as the pause is heard, from the words the
+    /// last step recognised when it heard all the speech; false waits for the next step.
+    #[arg(long, env = "VOXBRIDGE_STT_END_AT_PAUSE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub end_at_pause: bool,
     /// Longest buffer (ms) before everything heard is finalised.
     #[arg(long, env = "VOXBRIDGE_STT_MAX_BUFFER_MS", default_value_t = 20_000)]
     pub max_buffer_ms: u64,
@@ -177,6 +181,7 @@ pub async fn start(
             // Only a reduced context makes the steps' recognition differ from the full one.
             verify_finals: config.verify_finals && config.audio_ctx_margin >= 0,
             max_deferred_ms: config.catch_up_max_ms,
+            end_at_pause: config.end_at_pause,
             ..policy::PolicyConfig::default()
         },
         beam_size: config.beam_size.max(1),

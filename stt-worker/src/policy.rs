@@ -89,6 +89,9 @@ pub struct PolicyConfig {
     /// Most audio [`Policy::defer`] appends without a step (a worker behind real time); 0
     /// never defers.
     pub max_deferred_ms: u64,
+    /// End an utterance as soon as `pause_ms` of silence is heard; otherwise at the first step
+    /// boundary after that (as before 2026-11-27; kept for side-by-side measurements).
+    pub end_at_pause: bool,
 }
 
 impl Default for PolicyConfig {
@@ -102,6 +105,7 @@ impl Default for PolicyConfig {
             holdback_ms: 500,
             verify_finals: false,
             max_deferred_ms: 4000,
+            end_at_pause: true,
         }
     }
 }
@@ -381,7 +385,10 @@ impl<R: Recognizer> Policy<R> {
         let end = self.audio_end();
         let mut stop = self.next_step;
         // A pause already reached (deferred audio waiting for a recognition) is no stop.
-        if let Some(pause) = self.pause_point().filter(|&pause| pause > end) {
+        if let Some(pause) = self
+            .pause_point()
+            .filter(|&pause| self.config.end_at_pause && pause > end)
+        {
             stop = stop.min(pause);
         }
         // Never zero: a step boundary already reached was acted on before appending more.
@@ -397,7 +404,9 @@ impl<R: Recognizer> Policy<R> {
     }
 
     fn pause_reached(&self) -> bool {
-        self.pause_point()
+        self.config.end_at_pause
+            && self
+                .pause_point()
             .is_some_and(|pause| self.audio_end() >= pause)
     }
 
@@ -481,9 +490,9 @@ impl<R: Recognizer> Policy<R> {
         Ok(self.absolute(words, offset_ms))
     }
 
-    /// Drops non-speech annotations and makes word times absolute.
+    /// Drops non-speech annotations and repeated phrases, and makes word times absolute.
     fn absolute(&self, words: Vec<Word>, offset_ms: u64) -> Vec<Word> {
-        words
+        without_repeats(words)
             .into_iter()
             .filter(|w| !is_non_speech(&w.text))
             .map(|w| Word {
@@ -698,6 +707,32 @@ impl<R: Recognizer> Policy<R> {
     }
 }
 
+/// Shortest phrase [`without_repeats`] removes when it comes twice in a row.
+const MIN_REPEATED_WORDS: usize = 3;
+
+/// Whisper's best-known hallucination on short or cut-off audio is a phrase said twice ("and so
+/// my fellow Americans. And so, my fellow Americans." for one "and so my fellow Americans" —
+/// the streaming eval's jfk.wav); a phrase of [`MIN_REPEATED_WORDS`] or more words that
+/// immediately repeats itself (case and punctuation ignored) is kept once. Speakers rarely
+/// repeat three words verbatim, and a wrongly dropped repeat loses less than a hallucinated one
+/// adds (it would also be translated).
+pub fn without_repeats(mut words: Vec<Word>) -> Vec<Word> {
+    let mut i = 0;
+    while i < words.len() {
+        let longest = (words.len() - i) / 2;
+        let repeated = (MIN_REPEATED_WORDS..=longest).rev().find(|&k| {
+            (0..k).all(|j| normalise(&words[i + j].text) == normalise(&words[i + k + j].text))
+        });
+        match repeated {
+            Some(k) => {
+                words.drain(i + k..i + 2 * k);
+            }
+            None => i += 1,
+        }
+    }
+    words
+}
+
 /// Number of leading words two hypotheses agree on (case and punctuation ignored).
 pub fn agreement(previous: &[Word], current: &[Word]) -> usize {
     previous
@@ -826,6 +861,40 @@ mod tests {
                 0.5 * (2.0 * std::f32::consts::PI * (180.0 + 40.0 * (t * 3.0).sin()) * t).sin()
             })
             .collect()
+    }
+
+    #[test]
+    fn a_repeated_phrase_is_kept_once() {
+        let words = |text: &str| -> Vec<Word> {
+            text.split(' ')
+                .enumerate()
+                .map(|(i, t)| Word {
+                    text: t.to_string(),
+                    start_ms: i as u64 * 100,
+                    end_ms: i as u64 * 100 + 90,
+                    probability: None,
+                })
+                .collect()
+        };
+        let texts = |w: Vec<Word>| join(&w);
+        assert_eq!(
+            texts(without_repeats(words(
+                "and so my fellow Americans. And so, my fellow Americans. ask not"
+            ))),
+            "and so my fellow Americans. ask not"
+        );
+        // Three times, and a repeat inside a longer text.
+        assert_eq!(
+            texts(without_repeats(words("we go on, we go on, we go on and on"))),
+            "we go on, and on"
+        );
+        // Short repeats stay: people say "no no" and "that that".
+        assert_eq!(
+            texts(without_repeats(words("no no I said that that is it"))),
+            "no no I said that that is it"
+        );
+        assert_eq!(texts(without_repeats(words("one two one two"))), "one two one two");
+        assert!(without_repeats(Vec::new()).is_empty());
     }
 
     #[test]
@@ -1079,6 +1148,23 @@ mod tests {
         );
         // The step at 3 s finds nothing left to do.
         assert_eq!(pushes.last().expect("pushes").1, 2);
+        // Without `end_at_pause` the final waits for that step, and recognises once more.
+        let script = Script {
+            words: words.clone(),
+            absolute_start_ms: start.clone(),
+            calls: 0,
+        };
+        let config = PolicyConfig {
+            end_at_pause: false,
+            ..pause_config()
+        };
+        let mut policy = energy_vad(Policy::new(config, script, SessionId::new()));
+        let pushes = feed(&mut policy, &start, &utterance(1400, 3000), 320);
+        let (at_ms, calls, _) = pushes
+            .iter()
+            .find(|(_, _, out)| out.iter().any(|o| matches!(o, Output::Final { .. })))
+            .expect("a final");
+        assert_eq!((*at_ms, *calls), (3000, 3));
 
         // Speech that ends after the last step (2.1 s > 2 s) is recognised once more at the
         // pause, not at the next boundary.
