@@ -407,7 +407,7 @@ impl<R: Recognizer> Policy<R> {
         self.config.end_at_pause
             && self
                 .pause_point()
-            .is_some_and(|pause| self.audio_end() >= pause)
+                .is_some_and(|pause| self.audio_end() >= pause)
     }
 
     /// Whether the last recognition heard the buffer up to its last speech.
@@ -885,7 +885,9 @@ mod tests {
         );
         // Three times, and a repeat inside a longer text.
         assert_eq!(
-            texts(without_repeats(words("we go on, we go on, we go on and on"))),
+            texts(without_repeats(words(
+                "we go on, we go on, we go on and on"
+            ))),
             "we go on, and on"
         );
         // Short repeats stay: people say "no no" and "that that".
@@ -893,7 +895,10 @@ mod tests {
             texts(without_repeats(words("no no I said that that is it"))),
             "no no I said that that is it"
         );
-        assert_eq!(texts(without_repeats(words("one two one two"))), "one two one two");
+        assert_eq!(
+            texts(without_repeats(words("one two one two"))),
+            "one two one two"
+        );
         assert!(without_repeats(Vec::new()).is_empty());
     }
 
