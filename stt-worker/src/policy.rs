@@ -60,6 +60,12 @@ pub trait Recognizer: Send {
         self.recognize(audio, prompt)
     }
 
+    /// A quick recognition for the first step of an utterance, whose words are only shown
+    /// (see [`Policy`]'s `tail_provisional`), when it differs from [`Recognizer::recognize`].
+    fn recognize_quick(&mut self, audio: &[f32], prompt: &str) -> Result<Vec<Word>, String> {
+        self.recognize(audio, prompt)
+    }
+
     /// The language the last recognition heard (ISO 639-1, e.g. `"en"`), when the model detects
     /// it; `None` when the language was given or cannot be detected.
     fn language(&self) -> Option<String> {
@@ -163,6 +169,9 @@ pub struct Checkpoint {
     /// checkpoints: the last step boundary).
     #[serde(default)]
     pub recognized_to_sample: Option<u64>,
+    /// The tail came from a quick recognition: shown, never agreed with or finalised.
+    #[serde(default)]
+    pub tail_provisional: bool,
 }
 
 impl voxbridge_shared::messages::WireMessage for Checkpoint {
@@ -222,6 +231,10 @@ pub struct Policy<R> {
     next_step: u64,
     /// Absolute sample where the audio of the last recognition ended.
     recognized_to: u64,
+    /// The tail came from [`Recognizer::recognize_quick`] (the first step of an utterance):
+    /// listeners see it at once, but the next step's words are not committed by agreeing with
+    /// it, and a pause does not make it final.
+    tail_provisional: bool,
 }
 
 impl<R> std::fmt::Debug for Policy<R> {
@@ -254,6 +267,7 @@ impl<R: Recognizer> Policy<R> {
                 next_step_sample: None,
                 outbox: Vec::new(),
                 recognized_to_sample: None,
+                tail_provisional: false,
             },
         )
     }
@@ -289,6 +303,7 @@ impl<R: Recognizer> Policy<R> {
             recognized_to: checkpoint
                 .recognized_to_sample
                 .unwrap_or(next_step.saturating_sub(step)),
+            tail_provisional: checkpoint.tail_provisional,
         }
     }
 
@@ -306,6 +321,7 @@ impl<R: Recognizer> Policy<R> {
             next_step_sample: Some(self.next_step),
             outbox: Vec::new(),
             recognized_to_sample: Some(self.recognized_to),
+            tail_provisional: self.tail_provisional,
         }
     }
 
@@ -410,10 +426,12 @@ impl<R: Recognizer> Policy<R> {
                 .is_some_and(|pause| self.audio_end() >= pause)
     }
 
-    /// Whether the last recognition heard the buffer up to its last speech.
+    /// Whether the last (full) recognition heard the buffer up to its last speech.
     fn heard_all(&self) -> bool {
-        self.last_speech_end
-            .is_some_and(|end| self.recognized_to >= end)
+        !self.tail_provisional
+            && self
+                .last_speech_end
+                .is_some_and(|end| self.recognized_to >= end)
     }
 
     /// The speaker paused: finalise everything heard. When the last recognition already heard
@@ -477,6 +495,16 @@ impl<R: Recognizer> Policy<R> {
         let offset_ms = self.buffer_start / SAMPLES_PER_MS;
         let words = self.recognizer.recognize(&self.buffer, &self.context)?;
         self.recognized_to = self.audio_end();
+        self.tail_provisional = false;
+        Ok(self.absolute(words, offset_ms))
+    }
+
+    fn recognize_quick(&mut self) -> Result<Vec<Word>, String> {
+        let offset_ms = self.buffer_start / SAMPLES_PER_MS;
+        let words = self
+            .recognizer
+            .recognize_quick(&self.buffer, &self.context)?;
+        self.recognized_to = self.audio_end();
         Ok(self.absolute(words, offset_ms))
     }
 
@@ -514,7 +542,18 @@ impl<R: Recognizer> Policy<R> {
             }
             return Ok(Vec::new());
         };
-        let hypothesis = self.recognize()?;
+        let silence_ms = (self.audio_end() - speech_end) / SAMPLES_PER_MS;
+        let buffer_ms = self.buffer.len() as u64 / SAMPLES_PER_MS;
+        let ends = silence_ms >= self.config.pause_ms || buffer_ms >= self.config.max_buffer_ms;
+        // The first step of an utterance only shows words: a quick recognition, whose words
+        // the next step neither agrees with nor finalises.
+        let quick = self.committed.is_empty() && self.tail.is_empty() && !ends;
+        let provisional = self.tail_provisional;
+        let hypothesis = if quick {
+            self.recognize_quick()?
+        } else {
+            self.recognize()?
+        };
         let k = self.committed.len();
         // Every step that hears words ends with a partial showing all committed words, so the
         // committed words before this step are exactly those the listeners saw as stable.
@@ -526,14 +565,17 @@ impl<R: Recognizer> Policy<R> {
             .iter()
             .take_while(|w| w.end_ms <= horizon_ms)
             .count();
-        let agreed = agreement(&self.tail, &new_tail[..settled]);
+        let agreed = if provisional || quick {
+            0
+        } else {
+            agreement(&self.tail, &new_tail[..settled])
+        };
         self.committed.extend_from_slice(&new_tail[..agreed]);
         self.tail = new_tail[agreed..].to_vec();
+        self.tail_provisional = quick;
 
-        let silence_ms = (self.audio_end() - speech_end) / SAMPLES_PER_MS;
-        let buffer_ms = self.buffer.len() as u64 / SAMPLES_PER_MS;
         let mut out = Vec::new();
-        if silence_ms >= self.config.pause_ms || buffer_ms >= self.config.max_buffer_ms {
+        if ends {
             // The speaker paused (or talks without end): everything heard so far is final.
             self.committed.append(&mut self.tail);
             let end = if silence_ms >= self.config.pause_ms {
@@ -1199,6 +1241,97 @@ mod tests {
         assert!(text.starts_with("Hello there friend again"), "{text}");
     }
 
+    /// The first step of an utterance is quick and mishears; the others hear right.
+    struct QuickFirst {
+        steps: Script,
+        quick_calls: usize,
+        /// Prefix the quick step's words with "quick-" (else it hears what the others hear).
+        mark: bool,
+    }
+
+    impl Recognizer for QuickFirst {
+        fn recognize(&mut self, audio: &[f32], prompt: &str) -> Result<Vec<Word>, String> {
+            self.steps.recognize(audio, prompt)
+        }
+
+        fn recognize_quick(&mut self, audio: &[f32], prompt: &str) -> Result<Vec<Word>, String> {
+            self.quick_calls += 1;
+            let mut words = self.steps.recognize(audio, prompt)?;
+            if self.mark {
+                for w in &mut words {
+                    w.text = format!("quick-{}", w.text);
+                }
+            }
+            Ok(words)
+        }
+    }
+
+    #[test]
+    fn the_first_step_of_an_utterance_is_shown_but_never_committed_from() {
+        let start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let words = vec![
+            ("The", 100, 400),
+            ("weather", 400, 900),
+            ("today", 900, 1400),
+            ("is", 1400, 1700),
+            ("sunny.", 1700, 2600),
+        ];
+        let run = |mark: bool| {
+            let recognizer = QuickFirst {
+                steps: Script {
+                    words: words.clone(),
+                    absolute_start_ms: start.clone(),
+                    calls: 0,
+                },
+                quick_calls: 0,
+                mark,
+            };
+            let mut policy =
+                energy_vad(Policy::new(pause_config(), recognizer, SessionId::new()));
+            let mut outputs = Vec::new();
+            for chunk in utterance(2700, 2000).chunks(1600) {
+                start.store(
+                    policy.buffer_start / SAMPLES_PER_MS,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                outputs.extend(policy.push(chunk).expect("push"));
+            }
+            let partials: Vec<(String, String)> = outputs
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Partial {
+                        stable, unstable, ..
+                    } => Some((stable.clone(), unstable.clone())),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(policy.recognizer.quick_calls, 1);
+            (partials, finals(&outputs), policy)
+        };
+        // The first partial comes from the quick step (at 1 s) and shows its words; no quick
+        // word is ever stable or final.
+        let (partials, finals_heard, _) = run(true);
+        assert_eq!(partials[0].0, "");
+        assert!(partials[0].1.starts_with("quick-The"), "{partials:?}");
+        assert!(partials.iter().all(|(stable, _)| !stable.contains("quick-")));
+        assert_eq!(
+            finals_heard.concat().replace("?x", ""),
+            "The weather today is sunny."
+        );
+        // Even when the quick step heard the same words, the step after it commits nothing:
+        // words are committed only when two full recognitions agree.
+        let (partials, _, policy) = run(false);
+        assert_eq!(partials[0].1.replace("?x", ""), "The weather");
+        assert_eq!(partials[1].0, "", "{partials:?}");
+        assert!(!partials[2].0.is_empty(), "{partials:?}");
+        // The state survives a checkpoint.
+        let mut cp = policy.checkpoint();
+        cp.tail_provisional = true;
+        let bytes = voxbridge_shared::codec::encode(&cp).expect("encode");
+        let back: Checkpoint = voxbridge_shared::codec::decode(&bytes).expect("decode");
+        assert!(back.tail_provisional);
+    }
+
     #[test]
     fn pauses_are_found_at_the_same_sample_however_the_audio_is_chunked() {
         let start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -1226,8 +1359,12 @@ mod tests {
             (outputs, policy.recognizer.calls)
         };
         let (by_100ms, calls) = run(1600);
+        // (A final recognised on an odd call carries the fake recogniser's "?x".)
         assert_eq!(
-            finals(&by_100ms),
+            finals(&by_100ms)
+                .iter()
+                .map(|f| f.replace("?x", ""))
+                .collect::<Vec<_>>(),
             vec!["Hello there.".to_string(), "How are you".to_string()]
         );
         // (At most 100 ms per push: the fake recogniser learns where the buffer starts between

@@ -32,9 +32,11 @@ pub struct TranscribeOptions {
     pub beam_size: usize,
     /// Whisper's temperature fallback: a decode that looks failed (low log probability, or
     /// compressible like a loop) is repeated with sampling at rising temperatures, up to five
-    /// more decodes. The worker keeps it on for streaming steps too: without it a cut-off first
-    /// step of en_01 took 0.32 s instead of 1.48 s, but the streaming test's en_04 committed
-    /// "But whenever" for "The weather" (docs/BENCHMARKS.md).
+    /// more decodes. The worker turns it off only for the first step of an utterance, whose
+    /// words are shown but never committed from ([`crate::policy::Recognizer::recognize_quick`]):
+    /// without it a cut-off first step of en_01 took 0.32 s instead of 1.48 s, but when every step
+    /// went without it the streaming test's en_04 committed "But whenever" for "The weather"
+    /// (docs/BENCHMARKS.md).
     pub temperature_fallback: bool,
 }
 
@@ -265,6 +267,7 @@ impl WhisperRecognizer {
         audio: &[f32],
         prompt: &str,
         audio_ctx: Option<usize>,
+        temperature_fallback: bool,
     ) -> Result<Vec<crate::policy::Word>, String> {
         let seconds = audio.len() as f64 / 16_000.0;
         let options = TranscribeOptions {
@@ -273,7 +276,7 @@ impl WhisperRecognizer {
             prompt: (!prompt.is_empty()).then(|| prompt.to_string()),
             audio_ctx,
             beam_size: self.beam_size,
-            temperature_fallback: true,
+            temperature_fallback,
         };
         let started = std::time::Instant::now();
         let (segments, detected) = self
@@ -298,7 +301,22 @@ impl crate::policy::Recognizer for WhisperRecognizer {
         let audio_ctx = self
             .audio_ctx_margin
             .map(|margin| ((seconds * AUDIO_CTX_PER_S).ceil() as usize + margin).min(1500));
-        self.run(audio, prompt, audio_ctx)
+        self.run(audio, prompt, audio_ctx, true)
+    }
+
+    /// The first step of an utterance, only shown: without temperature fallback, which on a
+    /// first second of audio that ends inside a word decodes up to five more times (en_01: 1.48 s
+    /// instead of 0.32 s; docs/BENCHMARKS.md).
+    fn recognize_quick(
+        &mut self,
+        audio: &[f32],
+        prompt: &str,
+    ) -> Result<Vec<crate::policy::Word>, String> {
+        let seconds = audio.len() as f64 / 16_000.0;
+        let audio_ctx = self
+            .audio_ctx_margin
+            .map(|margin| ((seconds * AUDIO_CTX_PER_S).ceil() as usize + margin).min(1500));
+        self.run(audio, prompt, audio_ctx, false)
     }
 
     /// Finals are recognised with the full window the model was trained on.
@@ -307,7 +325,7 @@ impl crate::policy::Recognizer for WhisperRecognizer {
         audio: &[f32],
         prompt: &str,
     ) -> Result<Vec<crate::policy::Word>, String> {
-        self.run(audio, prompt, None)
+        self.run(audio, prompt, None, true)
     }
 
     fn language(&self) -> Option<String> {
