@@ -1286,8 +1286,7 @@ mod tests {
                 quick_calls: 0,
                 mark,
             };
-            let mut policy =
-                energy_vad(Policy::new(pause_config(), recognizer, SessionId::new()));
+            let mut policy = energy_vad(Policy::new(pause_config(), recognizer, SessionId::new()));
             let mut outputs = Vec::new();
             for chunk in utterance(2700, 2000).chunks(1600) {
                 start.store(
@@ -1313,7 +1312,11 @@ mod tests {
         let (partials, finals_heard, _) = run(true);
         assert_eq!(partials[0].0, "");
         assert!(partials[0].1.starts_with("quick-The"), "{partials:?}");
-        assert!(partials.iter().all(|(stable, _)| !stable.contains("quick-")));
+        assert!(
+            partials
+                .iter()
+                .all(|(stable, _)| !stable.contains("quick-"))
+        );
         assert_eq!(
             finals_heard.concat().replace("?x", ""),
             "The weather today is sunny."
