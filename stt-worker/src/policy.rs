@@ -1103,10 +1103,27 @@ mod tests {
         }
     }
 
+    /// A fake recogniser that counts its recognitions.
+    trait Counted {
+        fn calls(&self) -> usize;
+    }
+
+    impl Counted for Script {
+        fn calls(&self) -> usize {
+            self.calls
+        }
+    }
+
+    impl Counted for QuickFirst {
+        fn calls(&self) -> usize {
+            self.steps.calls
+        }
+    }
+
     /// Feeds `audio` in chunks of `chunk` samples; returns the outputs of each push with the
     /// audio end (ms) after it and the recogniser's calls so far.
-    fn feed(
-        policy: &mut Policy<Script>,
+    fn feed<R: Recognizer + Counted>(
+        policy: &mut Policy<R>,
         start: &std::sync::atomic::AtomicU64,
         audio: &[f32],
         chunk: usize,
@@ -1121,7 +1138,7 @@ mod tests {
                 let out = policy.push(c).expect("push");
                 (
                     policy.audio_end() / SAMPLES_PER_MS,
-                    policy.recognizer.calls,
+                    policy.recognizer.calls(),
                     out,
                 )
             })
@@ -1287,14 +1304,10 @@ mod tests {
                 mark,
             };
             let mut policy = energy_vad(Policy::new(pause_config(), recognizer, SessionId::new()));
-            let mut outputs = Vec::new();
-            for chunk in utterance(2700, 2000).chunks(1600) {
-                start.store(
-                    policy.buffer_start / SAMPLES_PER_MS,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-                outputs.extend(policy.push(chunk).expect("push"));
-            }
+            let outputs: Vec<Output> = feed(&mut policy, &start, &utterance(2700, 2000), 1600)
+                .into_iter()
+                .flat_map(|(_, _, out)| out)
+                .collect();
             let partials: Vec<(String, String)> = outputs
                 .iter()
                 .filter_map(|o| match o {

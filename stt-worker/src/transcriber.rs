@@ -262,6 +262,15 @@ impl std::fmt::Debug for WhisperRecognizer {
 const AUDIO_CTX_PER_S: f64 = 50.0;
 
 impl WhisperRecognizer {
+    /// The encoder context of a step: the encoder costs a full 30 s window unless told
+    /// otherwise, so it is sized to the buffer (plus a margin), the main lever for keeping up
+    /// on a CPU.
+    fn step_audio_ctx(&self, audio: &[f32]) -> Option<usize> {
+        let seconds = audio.len() as f64 / 16_000.0;
+        self.audio_ctx_margin
+            .map(|margin| ((seconds * AUDIO_CTX_PER_S).ceil() as usize + margin).min(1500))
+    }
+
     fn run(
         &mut self,
         audio: &[f32],
@@ -295,12 +304,7 @@ impl crate::policy::Recognizer for WhisperRecognizer {
         audio: &[f32],
         prompt: &str,
     ) -> Result<Vec<crate::policy::Word>, String> {
-        // The encoder costs a full 30 s window unless told otherwise: size its context to the
-        // buffer (plus a margin), the main lever for keeping up on a CPU.
-        let seconds = audio.len() as f64 / 16_000.0;
-        let audio_ctx = self
-            .audio_ctx_margin
-            .map(|margin| ((seconds * AUDIO_CTX_PER_S).ceil() as usize + margin).min(1500));
+        let audio_ctx = self.step_audio_ctx(audio);
         self.run(audio, prompt, audio_ctx, true)
     }
 
@@ -312,10 +316,7 @@ impl crate::policy::Recognizer for WhisperRecognizer {
         audio: &[f32],
         prompt: &str,
     ) -> Result<Vec<crate::policy::Word>, String> {
-        let seconds = audio.len() as f64 / 16_000.0;
-        let audio_ctx = self
-            .audio_ctx_margin
-            .map(|margin| ((seconds * AUDIO_CTX_PER_S).ceil() as usize + margin).min(1500));
+        let audio_ctx = self.step_audio_ctx(audio);
         self.run(audio, prompt, audio_ctx, false)
     }
 
