@@ -28,6 +28,12 @@ struct Args {
     audio_ctx_margin: i64,
     #[arg(long, default_value_t = 1000)]
     step_ms: u64,
+    /// The policy's `first_step_ms` (0 = steps at the boundaries only).
+    #[arg(long, default_value_t = PolicyConfig::default().first_step_ms)]
+    first_step_ms: u64,
+    /// The policy's `pause_step_ms` (>= 800 = no pause step).
+    #[arg(long, default_value_t = PolicyConfig::default().pause_step_ms)]
+    pause_step_ms: u64,
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -53,6 +59,8 @@ fn main() -> anyhow::Result<()> {
         };
         let config = PolicyConfig {
             step_ms: args.step_ms,
+            first_step_ms: args.first_step_ms,
+            pause_step_ms: args.pause_step_ms,
             ..PolicyConfig::default()
         };
         let mut policy = Policy::new(config, recognizer, SessionId::new());

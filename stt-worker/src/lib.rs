@@ -77,6 +77,15 @@ pub struct Config {
     /// last step recognised when it heard all the speech; false waits for the next step.
     #[arg(long, env = "VOXBRIDGE_STT_END_AT_PAUSE", default_value_t = true, action = clap::ArgAction::Set)]
     pub end_at_pause: bool,
+    /// Silence (ms) after speech at which the buffer is recognised if no step has heard all of
+    /// it, so the final is ready when the pause completes; >= --pause-ms turns it off (the
+    /// pause then waits for the next step or recognises at the pause).
+    #[arg(long, env = "VOXBRIDGE_STT_PAUSE_STEP_MS", default_value_t = 300)]
+    pub pause_step_ms: u64,
+    /// Speech (ms) into a new utterance at which its first (quick) step runs, instead of at the
+    /// next step boundary; the boundaries then count from it. 0 = at the boundaries.
+    #[arg(long, env = "VOXBRIDGE_STT_FIRST_STEP_MS", default_value_t = 0)]
+    pub first_step_ms: u64,
     /// Longest buffer (ms) before everything heard is finalised.
     #[arg(long, env = "VOXBRIDGE_STT_MAX_BUFFER_MS", default_value_t = 20_000)]
     pub max_buffer_ms: u64,
@@ -182,6 +191,8 @@ pub async fn start(
             verify_finals: config.verify_finals && config.audio_ctx_margin >= 0,
             max_deferred_ms: config.catch_up_max_ms,
             end_at_pause: config.end_at_pause,
+            pause_step_ms: config.pause_step_ms,
+            first_step_ms: config.first_step_ms,
             ..policy::PolicyConfig::default()
         },
         beam_size: config.beam_size.max(1),

@@ -98,6 +98,15 @@ pub struct PolicyConfig {
     /// End an utterance as soon as `pause_ms` of silence is heard; otherwise at the first step
     /// boundary after that (as before 2026-11-27; kept for side-by-side measurements).
     pub end_at_pause: bool,
+    /// Silence after speech (ms) at which the buffer is recognised when no step has heard all
+    /// of its speech yet, so the final is ready when the pause completes (`pause_ms`) instead
+    /// of a recognition starting then; step boundaries are skipped while nothing new was said.
+    /// Only with `end_at_pause`; `>= pause_ms` turns it off.
+    pub pause_step_ms: u64,
+    /// Speech (ms) into a new utterance at which its first (quick) step runs, instead of at the
+    /// next step boundary, which may come with too little speech to show a word or up to a
+    /// step later; the step boundaries then count from it. 0 = at the step boundaries.
+    pub first_step_ms: u64,
 }
 
 impl Default for PolicyConfig {
@@ -112,6 +121,8 @@ impl Default for PolicyConfig {
             verify_finals: false,
             max_deferred_ms: 4000,
             end_at_pause: true,
+            pause_step_ms: 300,
+            first_step_ms: 0,
         }
     }
 }
@@ -189,6 +200,10 @@ enum Vad {
     /// for a voice.
     #[cfg(test)]
     Energy,
+    /// Speech exactly within these intervals (ms), for audio whose samples encode their own
+    /// position (the tests' `positioned`).
+    #[cfg(test)]
+    Intervals(Vec<(u64, u64)>),
 }
 
 impl Vad {
@@ -200,6 +215,12 @@ impl Vad {
                 let power = frame.iter().map(|x| x * x).sum::<f32>() / frame.len() as f32;
                 if power > 1e-4 { 1.0 } else { 0.0 }
             }
+            #[cfg(test)]
+            Vad::Intervals(speech) => {
+                let at_ms = (frame[0] * 16_777_216.0) as u64 / SAMPLES_PER_MS;
+                let inside = speech.iter().any(|&(from, to)| (from..to).contains(&at_ms));
+                if inside { 1.0 } else { 0.0 }
+            }
         }
     }
 
@@ -207,7 +228,7 @@ impl Vad {
         match self {
             Vad::Earshot(detector) => detector.reset(),
             #[cfg(test)]
-            Vad::Energy => {}
+            Vad::Energy | Vad::Intervals(_) => {}
         }
     }
 }
@@ -228,6 +249,8 @@ pub struct Policy<R> {
     vad_pending: Vec<f32>,
     /// Absolute sample just after the last speech frame in the buffer, if any.
     last_speech_end: Option<u64>,
+    /// Absolute sample where the first speech frame in the buffer starts, if any.
+    speech_start: Option<u64>,
     next_step: u64,
     /// Absolute sample where the audio of the last recognition ended.
     recognized_to: u64,
@@ -299,6 +322,7 @@ impl<R: Recognizer> Policy<R> {
             vad: Vad::Earshot(earshot::Detector::default_boxed()),
             vad_pending: Vec::new(),
             last_speech_end: None,
+            speech_start: None,
             next_step,
             recognized_to: checkpoint
                 .recognized_to_sample
@@ -348,23 +372,93 @@ impl<R: Recognizer> Policy<R> {
         let step = self.config.step_ms * SAMPLES_PER_MS;
         let mut out = Vec::new();
         if self.audio_end() >= self.next_step {
-            out.extend(self.step()?);
+            out.extend(self.boundary_step()?);
             self.next_step = (self.audio_end() / step + 1) * step;
         } else if self.pause_reached() {
             out.extend(self.end_utterance()?);
+        } else if self.pause_step_due() {
+            out.extend(self.step()?);
+        } else if self.first_step_due() {
+            out.extend(self.step()?);
         }
         while !samples.is_empty() {
             let take = self.next_stop(samples.len());
             self.append(&samples[..take]);
             samples = &samples[take..];
             if self.audio_end() >= self.next_step {
-                out.extend(self.step()?);
+                out.extend(self.boundary_step()?);
                 self.next_step += step;
             } else if self.pause_reached() {
                 out.extend(self.end_utterance()?);
+            } else if self.pause_step_due() {
+                out.extend(self.step()?);
+            } else if self.first_step_due() {
+                out.extend(self.step()?);
             }
         }
         Ok(out)
+    }
+
+    /// The step at a step boundary; none while the speaker is pausing and the last
+    /// recognition already heard all the speech (it would hear only more silence: the pause
+    /// ends the utterance with those words).
+    /// Neither before a new utterance has `first_step_ms` of speech: its first step comes then.
+    fn boundary_step(&mut self) -> Result<Vec<Output>, String> {
+        if self.pause_steps() && self.heard_all() {
+            return Ok(Vec::new());
+        }
+        if self
+            .first_step_point()
+            .is_some_and(|point| self.audio_end() < point)
+        {
+            return Ok(Vec::new());
+        }
+        self.step()
+    }
+
+    /// Absolute sample `first_step_ms` after the speech of a new utterance started: one that
+    /// nothing was shown of and no recognition has heard.
+    fn first_step_point(&self) -> Option<u64> {
+        if self.config.first_step_ms == 0
+            || !self.committed.is_empty()
+            || !self.tail.is_empty()
+            || self.last_speech_end.is_none()
+        {
+            return None;
+        }
+        let start = self.speech_start?;
+        (self.recognized_to <= start).then(|| {
+            let frames = (self.config.first_step_ms * SAMPLES_PER_MS).div_ceil(VAD_FRAME as u64);
+            start + frames.max(1) * VAD_FRAME as u64
+        })
+    }
+
+    fn first_step_due(&self) -> bool {
+        self.first_step_point()
+            .is_some_and(|point| self.audio_end() >= point)
+    }
+
+    /// Whether pauses get their own step ([`PolicyConfig::pause_step_ms`]).
+    fn pause_steps(&self) -> bool {
+        self.config.end_at_pause && self.config.pause_step_ms < self.config.pause_ms
+    }
+
+    /// Absolute sample where the silence after the last speech reaches `pause_step_ms` (on the
+    /// detector's frame grid), when pauses get their own step.
+    fn pause_step_point(&self) -> Option<u64> {
+        let frames = (self.config.pause_step_ms * SAMPLES_PER_MS).div_ceil(VAD_FRAME as u64);
+        self.last_speech_end
+            .filter(|_| self.pause_steps())
+            .map(|end| end + frames.max(1) * VAD_FRAME as u64)
+    }
+
+    /// The speaker has been silent for `pause_step_ms` and no recognition heard all their
+    /// speech yet: recognise it now, so its words are the final if the pause completes.
+    fn pause_step_due(&self) -> bool {
+        !self.heard_all()
+            && self
+                .pause_step_point()
+                .is_some_and(|point| self.audio_end() >= point)
     }
 
     /// Appends audio without recognising it, for a worker behind real time whose next audio is
@@ -406,6 +500,15 @@ impl<R: Recognizer> Policy<R> {
             .filter(|&pause| self.config.end_at_pause && pause > end)
         {
             stop = stop.min(pause);
+        }
+        if let Some(point) = self
+            .pause_step_point()
+            .filter(|&point| point > end && !self.heard_all())
+        {
+            stop = stop.min(point);
+        }
+        if let Some(point) = self.first_step_point().filter(|&point| point > end) {
+            stop = stop.min(point);
         }
         // Never zero: a step boundary already reached was acted on before appending more.
         (stop.saturating_sub(end) as usize).clamp(1, available)
@@ -485,6 +588,7 @@ impl<R: Recognizer> Policy<R> {
             position += VAD_FRAME as u64;
             if score >= self.config.vad_threshold {
                 self.last_speech_end = Some(position);
+                self.speech_start.get_or_insert(position - VAD_FRAME as u64);
             }
             consumed += VAD_FRAME;
         }
@@ -547,7 +651,19 @@ impl<R: Recognizer> Policy<R> {
         let ends = silence_ms >= self.config.pause_ms || buffer_ms >= self.config.max_buffer_ms;
         // The first step of an utterance only shows words: a quick recognition, whose words
         // the next step neither agrees with nor finalises.
-        let quick = self.committed.is_empty() && self.tail.is_empty() && !ends;
+        // A step in a pause is not quick: its words become the final if the pause completes.
+        let pausing = self
+            .pause_step_point()
+            .is_some_and(|point| self.audio_end() >= point);
+        // A step soon after a quick first step (less than a step later: the early first step
+        // of `first_step_ms`) is quick too; full recognitions come a step apart.
+        let soon_after_quick = self.tail_provisional
+            && self.audio_end().saturating_sub(self.recognized_to)
+                < self.config.step_ms * SAMPLES_PER_MS;
+        let quick = self.committed.is_empty()
+            && (self.tail.is_empty() || soon_after_quick)
+            && !ends
+            && !pausing;
         let provisional = self.tail_provisional;
         let hypothesis = if quick {
             self.recognize_quick()?
@@ -717,6 +833,7 @@ impl<R: Recognizer> Policy<R> {
         self.vad.reset();
         self.vad_pending.clear();
         self.last_speech_end = None;
+        self.speech_start = None;
         // Re-detect over the audio still buffered, as a restored session will.
         let buffer = std::mem::take(&mut self.buffer);
         self.append_detect(&buffer, self.buffer_start);
@@ -736,6 +853,7 @@ impl<R: Recognizer> Policy<R> {
             .is_some_and(|end| end <= self.buffer_start)
         {
             self.last_speech_end = None;
+            self.speech_start = None;
         }
     }
 
@@ -1033,10 +1151,12 @@ mod tests {
             absolute_start_ms: start.clone(),
             calls: 0,
         };
-        // Every frame counts as speech (the synthetic tone need not fool the real VAD).
+        // Every frame counts as speech (the synthetic tone need not fool the real VAD); steps
+        // at the 500 ms boundaries.
         let config = PolicyConfig {
             step_ms: 500,
             vad_threshold: 0.0,
+            first_step_ms: 0,
             ..PolicyConfig::default()
         };
         let mut policy = Policy::new(config, script, SessionId::new());
@@ -1155,8 +1275,13 @@ mod tests {
         audio
     }
 
+    /// Steps at the 1 s boundaries only (no early first step), so tests of the pause can
+    /// name them.
     fn pause_config() -> PolicyConfig {
-        PolicyConfig::default()
+        PolicyConfig {
+            first_step_ms: 0,
+            ..PolicyConfig::default()
+        }
     }
 
     /// The policy with a loudness detector: the synthetic tone is speech, zeros are silence.
@@ -1174,8 +1299,9 @@ mod tests {
             ("there", 500, 900),
             ("friend", 900, 1300),
         ];
-        // The step at 2 s heard all the speech (it ends at 1.4 s): the final is its words, at
-        // the moment the pause is complete, with no recognition of its own.
+        // The step 300 ms into the pause (1.7 s) heard all the speech (it ends at 1.4 s): the
+        // final is its words, at the moment the pause is complete, with no recognition of its
+        // own, and the step boundary at 2 s, in the pause, recognises nothing.
         let script = Script {
             words: words.clone(),
             absolute_start_ms: start.clone(),
@@ -1193,7 +1319,7 @@ mod tests {
             *at_ms <= speech_end_ms + 800 + 50,
             "final only after {at_ms} ms of audio (speech ended at {speech_end_ms} ms)"
         );
-        assert_eq!(*calls, 2, "the steps at 1 s and 2 s, none for the final");
+        assert_eq!(*calls, 2, "the steps at 1 s and 1.7 s, none for the final");
         assert_eq!(finals(out), vec!["Hello there friend".to_string()]);
         let shown = pushes
             .iter()
@@ -1212,7 +1338,8 @@ mod tests {
         );
         // The step at 3 s finds nothing left to do.
         assert_eq!(pushes.last().expect("pushes").1, 2);
-        // Without `end_at_pause` the final waits for that step, and recognises once more.
+        // Without `end_at_pause` the final waits for the step at 3 s, and the pause has no step
+        // of its own.
         let script = Script {
             words: words.clone(),
             absolute_start_ms: start.clone(),
@@ -1222,6 +1349,7 @@ mod tests {
             end_at_pause: false,
             ..pause_config()
         };
+        // (`pause_config` has no early first step either: the behaviour before 2026-11-27.)
         let mut policy = energy_vad(Policy::new(config, script, SessionId::new()));
         let pushes = feed(&mut policy, &start, &utterance(1400, 3000), 320);
         let (at_ms, calls, _) = pushes
@@ -1230,32 +1358,139 @@ mod tests {
             .expect("a final");
         assert_eq!((*at_ms, *calls), (3000, 3));
 
-        // Speech that ends after the last step (2.1 s > 2 s) is recognised once more at the
-        // pause, not at the next boundary.
+        // Speech that ends after the last step (2.1 s > 2 s) is recognised once more 300 ms
+        // into the pause, so the final is ready when the pause completes; with the pause step
+        // off (`pause_step_ms` >= `pause_ms`) that recognition runs only when the pause is
+        // complete, delaying the final by its cost.
         let mut words = words.clone();
         words.push(("again", 1400, 2050));
+        for pause_step_ms in [300, 800] {
+            let script = Script {
+                words: words.clone(),
+                absolute_start_ms: start.clone(),
+                calls: 0,
+            };
+            let config = PolicyConfig {
+                pause_step_ms,
+                ..pause_config()
+            };
+            let mut policy = energy_vad(Policy::new(config, script, SessionId::new()));
+            let pushes = feed(&mut policy, &start, &utterance(2100, 3000), 320);
+            let i = pushes
+                .iter()
+                .position(|(_, _, out)| out.iter().any(|o| matches!(o, Output::Final { .. })))
+                .expect("a final");
+            let (at_ms, calls, out) = &pushes[i];
+            assert!(
+                *at_ms <= 2100 + 800 + 50,
+                "final only after {at_ms} ms of audio"
+            );
+            assert_eq!(*calls, 3, "steps at 1 s and 2 s, one for the pause");
+            let third = pushes
+                .iter()
+                .position(|(_, c, _)| *c == 3)
+                .expect("3 calls");
+            if pause_step_ms == 300 {
+                // Speech ends on the detector's grid at 2.112 s; 300 ms later is 2.416 s.
+                assert_eq!(pushes[third].0, 2420, "the pause step (20 ms chunks)");
+                assert!(third < i, "the final's push recognised nothing");
+            } else {
+                assert_eq!(third, i, "the final's push recognised");
+            }
+            // (The fake recogniser's third run misreads the newest word as "again?x".)
+            let text = finals(out).concat();
+            assert!(text.starts_with("Hello there friend again"), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_first_step_of_an_utterance_comes_soon_after_its_speech_starts() {
+        let start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let words = vec![
+            ("Good", 1950, 2300),
+            ("morning", 2300, 2800),
+            ("everyone.", 2800, 3400),
+        ];
+        // Silence, speech from 1.9 s to 3.5 s, silence.
+        let mut audio = vec![0.0; 1900 * SAMPLES_PER_MS as usize];
+        audio.extend(utterance(1600, 2000));
+        let run = |first_step_ms: u64| {
+            let script = Script {
+                words: words.clone(),
+                absolute_start_ms: start.clone(),
+                calls: 0,
+            };
+            let config = PolicyConfig {
+                first_step_ms,
+                ..PolicyConfig::default()
+            };
+            let mut policy = energy_vad(Policy::new(config, script, SessionId::new()));
+            let pushes = feed(&mut policy, &start, &audio, 320);
+            let (at_ms, calls, _) = pushes
+                .iter()
+                .find(|(_, _, out)| out.iter().any(|o| matches!(o, Output::Partial { .. })))
+                .expect("a partial")
+                .clone();
+            let all: Vec<Output> = pushes.into_iter().flat_map(|(_, _, o)| o).collect();
+            let finals: Vec<String> = finals(&all).iter().map(|f| f.replace("?x", "")).collect();
+            (at_ms, calls, finals)
+        };
+        // 500 ms into the speech (on the detector's 16 ms grid), in one recognition: the step
+        // boundary at 2 s, with 0.1 s of speech, is skipped.
+        let (at_ms, calls, early) = run(500);
+        assert!(
+            (2400..=2440).contains(&at_ms),
+            "first partial at {at_ms} ms"
+        );
+        assert_eq!(calls, 1);
+        // At the step boundaries, the step at 2 s hears no word yet and the one at 3 s shows
+        // the first.
+        let (at_ms, calls, on_grid) = run(0);
+        assert_eq!((at_ms, calls), (3000, 2));
+        assert_eq!(early, on_grid);
+        assert_eq!(early, vec!["Good morning everyone.".to_string()]);
+    }
+
+    #[test]
+    fn a_short_pause_inside_a_sentence_does_not_stop_the_steps() {
+        let start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let words = vec![
+            ("Well,", 100, 1300),
+            ("maybe", 1900, 2400),
+            ("tomorrow", 2400, 2900),
+        ];
         let script = Script {
             words,
             absolute_start_ms: start.clone(),
             calls: 0,
         };
         let mut policy = energy_vad(Policy::new(pause_config(), script, SessionId::new()));
-        let pushes = feed(&mut policy, &start, &utterance(2100, 3000), 320);
-        let (at_ms, calls, out) = pushes
-            .iter()
-            .find(|(_, _, out)| out.iter().any(|o| matches!(o, Output::Final { .. })))
-            .expect("a final");
-        assert!(
-            *at_ms <= 2100 + 800 + 50,
-            "final only after {at_ms} ms of audio"
-        );
+        // Speech to 1.4 s, 500 ms of silence (a pause step at 1.7 s), speech again to 3.0 s.
+        let mut audio = utterance(1400, 500);
+        audio.extend(utterance(1100, 2000));
+        let pushes = feed(&mut policy, &start, &audio, 320);
+        let calls_at = |ms: u64| {
+            pushes
+                .iter()
+                .find(|(at, _, _)| *at >= ms)
+                .map(|(_, c, _)| *c)
+                .expect("pushed")
+        };
+        // Steps at 1 s, 1.7 s (the pause step), 2 s and 3 s (speech again), then the pause
+        // step at 3.3 s; the boundary at 4 s is in the final pause and skipped.
         assert_eq!(
-            *calls, 3,
-            "steps at 1 s and 2 s, one recognition at the pause"
+            [1000, 1720, 2000, 3000, 3320, 4000, 5000].map(calls_at),
+            [1, 2, 3, 4, 5, 5, 5]
         );
-        // (The fake recogniser's third run misreads the newest word as "again?x".)
-        let text = finals(out).concat();
-        assert!(text.starts_with("Hello there friend again"), "{text}");
+        let all: Vec<Output> = pushes.into_iter().flat_map(|(_, _, o)| o).collect();
+        assert_eq!(
+            finals(&all)
+                .iter()
+                .map(|f| f.replace("?x", ""))
+                .collect::<Vec<_>>(),
+            vec!["Well, maybe tomorrow".to_string()],
+            "one final: a short pause ends no utterance"
+        );
     }
 
     /// The first step of an utterance is quick and mishears; the others hear right.
@@ -1466,9 +1701,11 @@ mod tests {
             ("brown", 700, 1100),
             ("fox.", 1100, 1500),
         ];
+        // Steps at the 500 ms boundaries.
         let config = PolicyConfig {
             step_ms: 500,
             vad_threshold: 0.0,
+            first_step_ms: 0,
             ..PolicyConfig::default()
         };
         let session = SessionId::new();
@@ -1797,6 +2034,110 @@ mod tests {
     /// Without deferring, a session restored from any checkpoint continues with exactly the
     /// outputs (partials and their revisions included) the uninterrupted session produced: it
     /// steps at the same audio positions.
+    /// Utterances separated by pauses (one inside a sentence, one just over `pause_ms`, a
+    /// one-word utterance), so the first step, pause steps and finals at the pause all happen.
+    fn paused_words() -> (Vec<(&'static str, u64, u64)>, Vec<(u64, u64)>) {
+        let words = vec![
+            ("Hello", 100, 500),
+            ("there", 500, 900),
+            ("my", 900, 1300),
+            ("friend", 1300, 2050),
+            ("We", 3550, 3900),
+            ("choose", 3900, 4400),
+            ("the", 4400, 4700),
+            ("moon.", 4700, 5200),
+            ("Not", 5300, 5700),
+            ("because", 5700, 6250),
+            ("Yes.", 7250, 7550),
+            ("Well,", 9050, 9750),
+            ("maybe", 10350, 10900),
+            ("tomorrow", 10900, 11450),
+        ];
+        let speech = vec![
+            (0, 2100),
+            (3500, 6300),
+            (7200, 7600),
+            (9000, 9800),
+            (10300, 11500),
+        ];
+        (words, speech)
+    }
+
+    fn paused_policy(session: SessionId, checkpoint: Option<Checkpoint>) -> Policy<Pure> {
+        let (words, speech) = paused_words();
+        let recognizer = Pure { words, calls: 0 };
+        // With the early first step, so every kind of step is restored across.
+        let config = PolicyConfig {
+            first_step_ms: 500,
+            ..PolicyConfig::default()
+        };
+        let mut policy = match checkpoint {
+            Some(cp) => Policy::restore(config, recognizer, session, cp),
+            None => Policy::new(config, recognizer, session),
+        };
+        policy.vad = Vad::Intervals(speech);
+        policy.restart_vad();
+        policy
+    }
+
+    #[test]
+    fn a_session_with_pauses_restored_anywhere_continues_as_the_original() {
+        let session = SessionId::new();
+        let mut whole = Vec::new();
+        drive(
+            &mut paused_policy(session, None),
+            0,
+            13_000,
+            |_| false,
+            None,
+            &mut whole,
+        );
+        // (A final recognised at an odd half second carries the fake recogniser's "?x".)
+        assert_eq!(
+            finals(&whole)
+                .iter()
+                .map(|f| f.replace("?x", ""))
+                .collect::<Vec<_>>(),
+            vec![
+                "Hello there my friend",
+                "We choose the moon.",
+                "Not because",
+                "Yes.",
+                "Well, maybe tomorrow"
+            ],
+            "{whole:#?}"
+        );
+        for crash_after in 1..130 {
+            let mut before = Vec::new();
+            let Some(cp) = drive(
+                &mut paused_policy(session, None),
+                0,
+                13_000,
+                |_| false,
+                Some(crash_after),
+                &mut before,
+            ) else {
+                continue;
+            };
+            let from = cp.buffer_start_sample;
+            let shown = before.len();
+            let mut after = Vec::new();
+            drive(
+                &mut paused_policy(session, Some(cp)),
+                from,
+                13_000,
+                |_| false,
+                None,
+                &mut after,
+            );
+            assert_eq!(
+                after,
+                whole[shown..],
+                "crash after chunk {crash_after}: the restored session diverged"
+            );
+        }
+    }
+
     #[test]
     fn a_restored_session_steps_where_the_original_did() {
         let session = SessionId::new();

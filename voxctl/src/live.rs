@@ -103,6 +103,11 @@ pub fn read_wav_16k(path: &Path) -> anyhow::Result<Vec<i16>> {
 pub struct SessionTimes {
     /// Seconds from sending the audio of the first partial's first word to receiving it.
     pub first_partial_s: Option<f64>,
+    /// The same for every utterance: the first partial of each segment that starts after a
+    /// pause (at least [`UTTERANCE_GAP_MS`] after the previous final ended), the session's
+    /// first included. Segments that continue speech (a sentence after a sentence-ending
+    /// final) are left out: their words were already shown under the previous segment.
+    pub utterance_first_partial_s: Vec<f64>,
     /// Per translation: seconds from sending the audio that ends its sentence to receiving it.
     pub translation_s: Vec<f64>,
     /// Per translation (same order as `translation_s`): the session time (s of audio) where its
@@ -121,6 +126,10 @@ pub struct SessionTimes {
     pub close_code: Option<u16>,
 }
 
+/// Silence before a segment that makes it a new utterance for
+/// [`SessionTimes::utterance_first_partial_s`].
+pub const UTTERANCE_GAP_MS: u64 = 500;
+
 /// A `translation` event's content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReceivedTranslation {
@@ -138,6 +147,88 @@ impl SessionTimes {
             0
         } else {
             1
+        }
+    }
+}
+
+/// What [`stream_file`] remembers between events to time them.
+#[derive(Debug, Default)]
+struct Timeline {
+    /// Where each final's audio ends (ms), by segment id, to time its translations.
+    final_ends: std::collections::HashMap<String, u64>,
+    /// Segments whose first partial was seen.
+    partial_seen: std::collections::HashSet<String>,
+    /// Where the last final's audio ended (ms).
+    last_final_end: Option<u64>,
+}
+
+impl Timeline {
+    /// Records `event` in `times`; `waited(ms)` tells how long ago (s) the audio at session
+    /// time `ms` was sent, if it was.
+    fn observe(
+        &mut self,
+        times: &mut SessionTimes,
+        event: &Value,
+        waited: impl Fn(u64) -> Option<f64>,
+    ) {
+        match event["type"].as_str() {
+            Some("transcript.partial") => {
+                let segment = event["segment_id"].as_str().unwrap_or_default();
+                if !self.partial_seen.insert(segment.to_string()) {
+                    return;
+                }
+                let start = event["start_ms"].as_u64().unwrap_or(0);
+                let new_utterance = self
+                    .last_final_end
+                    .is_none_or(|end| start >= end + UTTERANCE_GAP_MS);
+                if let Some(waited) = waited(start + 1) {
+                    times.first_partial_s.get_or_insert(waited);
+                    if new_utterance {
+                        times.utterance_first_partial_s.push(waited);
+                    }
+                }
+            }
+            Some("transcript.final") => {
+                let end = event["end_ms"].as_u64().unwrap_or(0);
+                self.last_final_end = Some(end);
+                if let Some(id) = event["segment_id"].as_str() {
+                    self.final_ends.insert(id.to_string(), end);
+                }
+                if let Some(waited) = waited(end) {
+                    times.final_s.push(waited);
+                    times.final_audio_s.push(end as f64 / 1000.0);
+                }
+                times
+                    .finals
+                    .push(event["text"].as_str().unwrap_or_default().to_string());
+                times
+                    .final_segment_ids
+                    .push(event["segment_id"].as_str().unwrap_or_default().to_string());
+            }
+            Some("translation") => {
+                let end = event["segment_id"]
+                    .as_str()
+                    .and_then(|id| self.final_ends.get(id).copied())
+                    .or_else(|| event["end_ms"].as_u64());
+                if let Some(end) = end
+                    && let Some(waited) = waited(end)
+                {
+                    times.translation_s.push(waited);
+                    times.translation_audio_s.push(end as f64 / 1000.0);
+                }
+                let field = |name: &str| event[name].as_str().unwrap_or_default().to_string();
+                times.translations.push(ReceivedTranslation {
+                    segment_id: field("segment_id"),
+                    target: field("target"),
+                    text: field("text"),
+                });
+            }
+            Some("error") => times.errors.push(format!(
+                "{}: {}",
+                event["code"].as_str().unwrap_or("?"),
+                event["message"].as_str().unwrap_or("")
+            )),
+            _ => {}
         }
     }
 }
@@ -195,17 +286,8 @@ pub async fn stream_file(
     let mut ready_tx = Some(ready_tx);
     let mut sent_at: Vec<Instant> = Vec::new();
     let mut times = SessionTimes::default();
-    let mut final_ends = std::collections::HashMap::<String, u64>::new();
+    let mut timeline = Timeline::default();
     let deadline = started + Duration::from_secs(600 + samples.len() as u64 / 16_000 * 4);
-    let at_ms = |sent_at: &mut Vec<Instant>,
-                 sent_rx: &mut tokio::sync::mpsc::UnboundedReceiver<Instant>,
-                 ms: u64| {
-        while let Ok(t) = sent_rx.try_recv() {
-            sent_at.push(t);
-        }
-        let chunk = (ms as usize).saturating_sub(1) / chunk_ms;
-        sent_at.get(chunk).copied()
-    };
     loop {
         let message = match tokio::time::timeout_at(deadline, rx.next()).await {
             Err(_) => bail!("no end of session within the deadline"),
@@ -223,61 +305,22 @@ pub async fn stream_file(
         let event: Value = serde_json::from_str(&text)?;
         let now = Instant::now();
         on_event(&event);
-        match event["type"].as_str() {
-            Some("ready") => {
-                if let Some(ready) = ready_tx.take() {
-                    let _ = ready.send(());
-                }
-            }
-            Some("transcript.partial") if times.first_partial_s.is_none() => {
-                let start = event["start_ms"].as_u64().unwrap_or(0);
-                if let Some(sent) = at_ms(&mut sent_at, &mut sent_rx, start + 1) {
-                    times.first_partial_s = Some(now.duration_since(sent).as_secs_f64());
-                }
-            }
-            Some("transcript.final") => {
-                let end = event["end_ms"].as_u64().unwrap_or(0);
-                if let Some(id) = event["segment_id"].as_str() {
-                    final_ends.insert(id.to_string(), end);
-                }
-                if let Some(sent) = at_ms(&mut sent_at, &mut sent_rx, end) {
-                    times.final_s.push(now.duration_since(sent).as_secs_f64());
-                    times.final_audio_s.push(end as f64 / 1000.0);
-                }
-                times
-                    .finals
-                    .push(event["text"].as_str().unwrap_or_default().to_string());
-                times
-                    .final_segment_ids
-                    .push(event["segment_id"].as_str().unwrap_or_default().to_string());
-            }
-            Some("translation") => {
-                let end = event["segment_id"]
-                    .as_str()
-                    .and_then(|id| final_ends.get(id).copied())
-                    .or_else(|| event["end_ms"].as_u64());
-                if let Some(end) = end
-                    && let Some(sent) = at_ms(&mut sent_at, &mut sent_rx, end)
-                {
-                    times
-                        .translation_s
-                        .push(now.duration_since(sent).as_secs_f64());
-                    times.translation_audio_s.push(end as f64 / 1000.0);
-                }
-                let field = |name: &str| event[name].as_str().unwrap_or_default().to_string();
-                times.translations.push(ReceivedTranslation {
-                    segment_id: field("segment_id"),
-                    target: field("target"),
-                    text: field("text"),
-                });
-            }
-            Some("error") => times.errors.push(format!(
-                "{}: {}",
-                event["code"].as_str().unwrap_or("?"),
-                event["message"].as_str().unwrap_or("")
-            )),
-            _ => {}
+        if event["type"] == "ready"
+            && let Some(ready) = ready_tx.take()
+        {
+            let _ = ready.send(());
         }
+        while let Ok(t) = sent_rx.try_recv() {
+            sent_at.push(t);
+        }
+        // Seconds since the audio at `ms` (session time) was sent.
+        let waited = |ms: u64| {
+            let chunk = (ms as usize).saturating_sub(1) / chunk_ms;
+            sent_at
+                .get(chunk)
+                .map(|sent| now.duration_since(*sent).as_secs_f64())
+        };
+        timeline.observe(&mut times, &event, waited);
     }
     sender.abort();
     Ok(times)
@@ -320,6 +363,7 @@ pub async fn run_live(args: &LiveArgs) -> anyhow::Result<i32> {
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveLevel {
     pub sessions: usize,
+    /// The first partial of every utterance ([`SessionTimes::utterance_first_partial_s`]).
     pub first_partial: Option<Summary>,
     pub final_latency: Option<Summary>,
     pub translation: Option<Summary>,
@@ -330,9 +374,25 @@ pub struct LiveLevel {
     /// squares over all finals): about 0 when the workers keep up, positive when they fall
     /// behind.
     pub final_latency_trend_s_per_min: Option<f64>,
+    /// The slowest finals, slowest first, to attribute the tail.
+    pub slowest_finals: Vec<SlowFinal>,
     pub errors: Vec<String>,
     pub unclean_closes: usize,
 }
+
+/// One final of [`LiveLevel::slowest_finals`].
+#[derive(Debug, Clone, Serialize)]
+pub struct SlowFinal {
+    /// Seconds from sending the audio that ends it to receiving it.
+    pub latency_s: f64,
+    /// Session time (s of audio) where it ends.
+    pub audio_s: f64,
+    pub session: usize,
+    pub text: String,
+}
+
+/// How many finals [`LiveLevel::slowest_finals`] lists.
+const SLOWEST: usize = 10;
 
 /// Sessions at least this long (s of audio) report the last minute and the latency trend.
 const LONG_SESSION_S: f64 = 120.0;
@@ -377,6 +437,7 @@ pub async fn bench_live(args: &BenchLiveArgs) -> anyhow::Result<Vec<LiveLevel>> 
                     |_| {},
                 )
                 .await
+                .map(|t| (i, t))
             });
         }
         let mut first = Vec::new();
@@ -385,10 +446,25 @@ pub async fn bench_live(args: &BenchLiveArgs) -> anyhow::Result<Vec<LiveLevel>> 
         let mut translations = Vec::new();
         let mut errors = Vec::new();
         let mut unclean = 0;
+        let mut slowest = Vec::new();
         while let Some(result) = tasks.join_next().await {
             match result? {
-                Ok(t) => {
-                    first.extend(t.first_partial_s);
+                Ok((session, t)) => {
+                    first.extend(&t.utterance_first_partial_s);
+                    // `final_s` holds the finals whose audio end was known: pair by position
+                    // only when every final had one.
+                    if t.final_s.len() == t.finals.len() {
+                        for ((latency, at), text) in
+                            t.final_s.iter().zip(&t.final_audio_s).zip(&t.finals)
+                        {
+                            slowest.push(SlowFinal {
+                                latency_s: *latency,
+                                audio_s: *at,
+                                session,
+                                text: text.clone(),
+                            });
+                        }
+                    }
                     finals.extend(&t.final_s);
                     final_at.extend(&t.final_audio_s);
                     translations.extend(t.translation_s);
@@ -426,6 +502,11 @@ pub async fn bench_live(args: &BenchLiveArgs) -> anyhow::Result<Vec<LiveLevel>> 
             translation: summary(translations),
             final_latency_last_minute: last_minute.and_then(summary),
             final_latency_trend_s_per_min: trend,
+            slowest_finals: {
+                slowest.sort_by(|a, b| b.latency_s.total_cmp(&a.latency_s));
+                slowest.truncate(SLOWEST);
+                slowest
+            },
             errors,
             unclean_closes: unclean,
         };
@@ -442,11 +523,11 @@ pub async fn bench_live(args: &BenchLiveArgs) -> anyhow::Result<Vec<LiveLevel>> 
 pub fn table(levels: &[LiveLevel]) -> String {
     let cell = |s: &Option<Summary>| {
         s.as_ref().map_or("—".to_string(), |s| {
-            format!("{:.2} / {:.2} s", s.p50, s.p95)
+            format!("{:.2} / {:.2} s (n {})", s.p50, s.p95, s.n)
         })
     };
     let mut out = String::from(
-        "| sessions | first partial (p50 / p95) | final after its audio (p50 / p95) | translation after its audio (p50 / p95) | final, last minute (p50 / p95) | final latency trend | errors | unclean closes |\n|---|---|---|---|---|---|---|---|\n",
+        "| sessions | first partial of each utterance (p50 / p95) | final after its audio (p50 / p95) | translation after its audio (p50 / p95) | final, last minute (p50 / p95) | final latency trend | errors | unclean closes |\n|---|---|---|---|---|---|---|---|\n",
     );
     for l in levels {
         out.push_str(&format!(
@@ -462,12 +543,48 @@ pub fn table(levels: &[LiveLevel]) -> String {
             l.unclean_closes
         ));
     }
+    for l in levels.iter().filter(|l| !l.slowest_finals.is_empty()) {
+        out.push_str(&format!("\nSlowest finals, {} sessions:\n", l.sessions));
+        for f in &l.slowest_finals {
+            out.push_str(&format!(
+                "- {:.2} s, session {} at {:.1} s: {}\n",
+                f.latency_s, f.session, f.audio_s, f.text
+            ));
+        }
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_partial_of_every_utterance_is_timed() {
+        let mut timeline = Timeline::default();
+        let mut times = SessionTimes::default();
+        // Tells which audio each event was timed against.
+        let waited = |ms: u64| Some(ms as f64);
+        let partial = |id: &str, start_ms: u64| json!({"type": "transcript.partial", "segment_id": id, "start_ms": start_ms});
+        let final_ = |id: &str, end_ms: u64| json!({"type": "transcript.final", "segment_id": id, "end_ms": end_ms, "text": id});
+        for event in [
+            partial("a", 1000),
+            partial("a", 1000), // a later revision: not a first partial
+            final_("a", 3000),
+            // The next sentence follows at once: its words were shown before.
+            partial("b", 3200),
+            final_("b", 5000),
+            // After a pause: a new utterance.
+            partial("c", 6000),
+        ] {
+            timeline.observe(&mut times, &event, waited);
+        }
+        // (A partial is timed from the chunk holding its first word's first millisecond.)
+        assert_eq!(times.first_partial_s, Some(1001.0));
+        assert_eq!(times.utterance_first_partial_s, vec![1001.0, 6001.0]);
+        assert_eq!(times.final_s, vec![3000.0, 5000.0]);
+        assert_eq!(times.finals, vec!["a".to_string(), "b".to_string()]);
+    }
 
     #[test]
     fn slope_of_a_line() {
