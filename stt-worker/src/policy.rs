@@ -105,7 +105,8 @@ pub struct PolicyConfig {
     pub pause_step_ms: u64,
     /// Speech (ms) into a new utterance at which its first (quick) step runs, instead of at the
     /// next step boundary, which may come with too little speech to show a word or up to a
-    /// step later; the step boundaries then count from it. 0 = at the step boundaries.
+    /// step later; boundaries before it are skipped, and one less than a step after it is
+    /// quick too. 0 = at the step boundaries.
     pub first_step_ms: u64,
 }
 
@@ -374,12 +375,8 @@ impl<R: Recognizer> Policy<R> {
         if self.audio_end() >= self.next_step {
             out.extend(self.boundary_step()?);
             self.next_step = (self.audio_end() / step + 1) * step;
-        } else if self.pause_reached() {
-            out.extend(self.end_utterance()?);
-        } else if self.pause_step_due() {
-            out.extend(self.step()?);
-        } else if self.first_step_due() {
-            out.extend(self.step()?);
+        } else {
+            out.extend(self.between_steps()?);
         }
         while !samples.is_empty() {
             let take = self.next_stop(samples.len());
@@ -388,21 +385,31 @@ impl<R: Recognizer> Policy<R> {
             if self.audio_end() >= self.next_step {
                 out.extend(self.boundary_step()?);
                 self.next_step += step;
-            } else if self.pause_reached() {
-                out.extend(self.end_utterance()?);
-            } else if self.pause_step_due() {
-                out.extend(self.step()?);
-            } else if self.first_step_due() {
-                out.extend(self.step()?);
+            } else {
+                out.extend(self.between_steps()?);
             }
         }
         Ok(out)
     }
 
+    /// What is due between step boundaries: the end of an utterance at its pause, or a pause
+    /// step or early first step. One action leaves none of them due at the same sample (each
+    /// recognition hears all the speech so far), so a stop is acted on once, wherever the
+    /// audio was cut.
+    fn between_steps(&mut self) -> Result<Vec<Output>, String> {
+        if self.pause_reached() {
+            self.end_utterance()
+        } else if self.pause_step_due() || self.first_step_due() {
+            self.step()
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
     /// The step at a step boundary; none while the speaker is pausing and the last
     /// recognition already heard all the speech (it would hear only more silence: the pause
-    /// ends the utterance with those words).
-    /// Neither before a new utterance has `first_step_ms` of speech: its first step comes then.
+    /// ends the utterance with those words), nor before a new utterance has `first_step_ms` of
+    /// speech (its first step comes then).
     fn boundary_step(&mut self) -> Result<Vec<Output>, String> {
         if self.pause_steps() && self.heard_all() {
             return Ok(Vec::new());
