@@ -218,7 +218,7 @@ impl Vad {
             }
             #[cfg(test)]
             Vad::Intervals(speech) => {
-                let at_ms = (frame[0] * 16_777_216.0) as u64 / SAMPLES_PER_MS;
+                let at_ms = (frame[0] * tests::POSITION_SCALE) as u64 / SAMPLES_PER_MS;
                 let inside = speech.iter().any(|&(from, to)| (from..to).contains(&at_ms));
                 if inside { 1.0 } else { 0.0 }
             }
@@ -959,7 +959,21 @@ mod tests {
 
     type Transcript = [(&'static str, u64, u64)];
 
+    /// Speech intervals (ms) for [`Vad::Intervals`].
+    type Speech = Vec<(u64, u64)>;
+
     impl Script {
+        fn new(
+            words: Vec<(&'static str, u64, u64)>,
+            start: &std::sync::Arc<std::sync::atomic::AtomicU64>,
+        ) -> Self {
+            Self {
+                words,
+                absolute_start_ms: start.clone(),
+                calls: 0,
+            }
+        }
+
         /// The words of `transcript` inside `audio`, relative to it.
         fn heard(&self, transcript: &Transcript, audio: &[f32]) -> Vec<Word> {
             let start = self
@@ -1101,11 +1115,7 @@ mod tests {
     #[test]
     fn silence_is_never_recognised() {
         let start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let script = Script {
-            words: vec![("ghost.", 100, 400)],
-            absolute_start_ms: start,
-            calls: 0,
-        };
+        let script = Script::new(vec![("ghost.", 100, 400)], &start);
         let mut policy = Policy::new(PolicyConfig::default(), script, SessionId::new());
         let out = policy.push(&vec![0.0; 16_000 * 5]).expect("push");
         assert!(out.is_empty(), "{out:?}");
@@ -1121,20 +1131,12 @@ mod tests {
         let start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let a = Policy::new(
             PolicyConfig::default(),
-            Script {
-                words: vec![],
-                absolute_start_ms: start.clone(),
-                calls: 0,
-            },
+            Script::new(vec![], &start),
             session,
         );
         let b = Policy::new(
             PolicyConfig::default(),
-            Script {
-                words: vec![],
-                absolute_start_ms: start,
-                calls: 0,
-            },
+            Script::new(vec![], &start),
             session,
         );
         assert_eq!(a.segment_id(3), b.segment_id(3));
@@ -1153,11 +1155,7 @@ mod tests {
             ("jumps", 1900, 2400),
             ("high.", 2400, 2900),
         ];
-        let script = Script {
-            words,
-            absolute_start_ms: start.clone(),
-            calls: 0,
-        };
+        let script = Script::new(words, &start);
         // Every frame counts as speech (the synthetic tone need not fool the real VAD); steps
         // at the 500 ms boundaries.
         let config = PolicyConfig {
@@ -1309,11 +1307,7 @@ mod tests {
         // The step 300 ms into the pause (1.7 s) heard all the speech (it ends at 1.4 s): the
         // final is its words, at the moment the pause is complete, with no recognition of its
         // own, and the step boundary at 2 s, in the pause, recognises nothing.
-        let script = Script {
-            words: words.clone(),
-            absolute_start_ms: start.clone(),
-            calls: 0,
-        };
+        let script = Script::new(words.clone(), &start);
         let mut policy = energy_vad(Policy::new(pause_config(), script, SessionId::new()));
         // 20 ms chunks, so the push that produces the final tells when it came.
         let pushes = feed(&mut policy, &start, &utterance(1400, 3000), 320);
@@ -1347,11 +1341,7 @@ mod tests {
         assert_eq!(pushes.last().expect("pushes").1, 2);
         // Without `end_at_pause` the final waits for the step at 3 s, and the pause has no step
         // of its own.
-        let script = Script {
-            words: words.clone(),
-            absolute_start_ms: start.clone(),
-            calls: 0,
-        };
+        let script = Script::new(words.clone(), &start);
         let config = PolicyConfig {
             end_at_pause: false,
             ..pause_config()
@@ -1372,11 +1362,7 @@ mod tests {
         let mut words = words.clone();
         words.push(("again", 1400, 2050));
         for pause_step_ms in [300, 800] {
-            let script = Script {
-                words: words.clone(),
-                absolute_start_ms: start.clone(),
-                calls: 0,
-            };
+            let script = Script::new(words.clone(), &start);
             let config = PolicyConfig {
                 pause_step_ms,
                 ..pause_config()
@@ -1422,11 +1408,7 @@ mod tests {
         let mut audio = vec![0.0; 1900 * SAMPLES_PER_MS as usize];
         audio.extend(utterance(1600, 2000));
         let run = |first_step_ms: u64| {
-            let script = Script {
-                words: words.clone(),
-                absolute_start_ms: start.clone(),
-                calls: 0,
-            };
+            let script = Script::new(words.clone(), &start);
             let config = PolicyConfig {
                 first_step_ms,
                 ..PolicyConfig::default()
@@ -1466,11 +1448,7 @@ mod tests {
             ("maybe", 1900, 2400),
             ("tomorrow", 2400, 2900),
         ];
-        let script = Script {
-            words,
-            absolute_start_ms: start.clone(),
-            calls: 0,
-        };
+        let script = Script::new(words, &start);
         let mut policy = energy_vad(Policy::new(pause_config(), script, SessionId::new()));
         // Speech to 1.4 s, 500 ms of silence (a pause step at 1.7 s), speech again to 3.0 s.
         let mut audio = utterance(1400, 500);
@@ -1537,11 +1515,7 @@ mod tests {
         ];
         let run = |mark: bool| {
             let recognizer = QuickFirst {
-                steps: Script {
-                    words: words.clone(),
-                    absolute_start_ms: start.clone(),
-                    calls: 0,
-                },
+                steps: Script::new(words.clone(), &start),
                 quick_calls: 0,
                 mark,
             };
@@ -1604,11 +1578,7 @@ mod tests {
         audio.extend(utterance(1100, 2000));
         let session = SessionId::new();
         let run = |chunk: usize| {
-            let script = Script {
-                words: words.clone(),
-                absolute_start_ms: start.clone(),
-                calls: 0,
-            };
+            let script = Script::new(words.clone(), &start);
             let mut policy = energy_vad(Policy::new(pause_config(), script, session));
             let outputs: Vec<Output> = feed(&mut policy, &start, &audio, chunk)
                 .into_iter()
@@ -1684,11 +1654,7 @@ mod tests {
         start: &std::sync::Arc<std::sync::atomic::AtomicU64>,
     ) -> TwoSpeed {
         TwoSpeed {
-            steps: Script {
-                words: misheard.to_vec(),
-                absolute_start_ms: start.clone(),
-                calls: 0,
-            },
+            steps: Script::new(misheard.to_vec(), start),
             accurate: accurate.to_vec(),
             final_calls: Vec::new(),
         }
@@ -1814,7 +1780,7 @@ mod tests {
     }
 
     /// Sample value = its absolute index / 2^24 (exact in f32 for the lengths used here).
-    const POSITION_SCALE: f32 = 16_777_216.0;
+    pub(super) const POSITION_SCALE: f32 = 16_777_216.0;
 
     fn positioned(from: u64, to: u64) -> Vec<f32> {
         (from..to).map(|i| i as f32 / POSITION_SCALE).collect()
@@ -2043,7 +2009,7 @@ mod tests {
     /// steps at the same audio positions.
     /// Utterances separated by pauses (one inside a sentence, one just over `pause_ms`, a
     /// one-word utterance), so the first step, pause steps and finals at the pause all happen.
-    fn paused_words() -> (Vec<(&'static str, u64, u64)>, Vec<(u64, u64)>) {
+    fn paused_words() -> (Vec<(&'static str, u64, u64)>, Speech) {
         let words = vec![
             ("Hello", 100, 500),
             ("there", 500, 900),
