@@ -37,6 +37,7 @@ fn main() -> anyhow::Result<()> {
         audio_ctx: None,
         beam_size: args.beam_size,
         temperature_fallback: true,
+        max_tokens: None,
     };
     let (mut audio_s, mut wall_s) = (0.0, 0.0);
     let mut texts = Vec::new();

@@ -1,6 +1,6 @@
 //! What one streaming step costs: whisper-rs on the first N seconds of a recording, for each
 //! decoding setting the worker offers (beam 5 / greedy, full 30 s encoder window / context
-//! sized to the buffer). The numbers behind the STT defaults in docs/BENCHMARKS.md.
+//! sized to the buffer, and `quick`: the quick first step's greedy, token-capped decode). The numbers behind the STT defaults in docs/BENCHMARKS.md.
 //!
 //! ```sh
 //! cargo run --release -p voxbridge-stt --example step_cost -- \
@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use voxbridge_stt::transcriber::{TranscribeOptions, Transcriber};
+use voxbridge_stt::transcriber::{QuickDecoding, TranscribeOptions, Transcriber};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -35,6 +35,10 @@ struct Args {
     /// Whisper's temperature fallback (the worker's steps run without it).
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     fallback: bool,
+    /// Token budget per second of audio of the `quick` setting (the worker's
+    /// `--quick-tokens-per-s`).
+    #[arg(long, default_value_t = 8.0)]
+    quick_tokens_per_s: f64,
     /// Start this many seconds into the file.
     #[arg(long, default_value_t = 0.0)]
     offset: f64,
@@ -57,6 +61,7 @@ fn main() -> anyhow::Result<()> {
             audio_ctx: Some(16),
             beam_size: 1,
             temperature_fallback: false,
+            max_tokens: None,
         };
         let started = std::time::Instant::now();
         transcriber.transcribe(&vec![0.0; 1600], &options)?;
@@ -67,11 +72,17 @@ fn main() -> anyhow::Result<()> {
         "fixed\t0.1\t{:.3}\t(silence, 16 encoder frames)",
         times[times.len() / 2]
     );
-    for (name, beam_size, reduced) in [
-        ("beam5-full", 5, false),
-        ("beam5-ctx", 5, true),
-        ("greedy-full", 1, false),
-        ("greedy-ctx", 1, true),
+    let quick = QuickDecoding {
+        beam_size: 1,
+        tokens_per_s: args.quick_tokens_per_s,
+    };
+    // (name, beam size, reduced context, capped like the worker's quick first step)
+    for (name, beam_size, reduced, capped) in [
+        ("beam5-full", 5, false, false),
+        ("beam5-ctx", 5, true, false),
+        ("greedy-full", 1, false, false),
+        ("greedy-ctx", 1, true, false),
+        ("quick", quick.beam_size, true, true),
     ] {
         for &seconds in &args.seconds {
             let from = ((args.offset * 16_000.0) as usize).min(samples.len());
@@ -85,7 +96,8 @@ fn main() -> anyhow::Result<()> {
                 prompt: args.prompt.clone(),
                 audio_ctx,
                 beam_size,
-                temperature_fallback: args.fallback,
+                temperature_fallback: args.fallback && !capped,
+                max_tokens: capped.then(|| quick.max_tokens(seconds)).flatten(),
             };
             let mut times = Vec::new();
             let mut text = String::new();

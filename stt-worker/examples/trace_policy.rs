@@ -13,7 +13,7 @@ use std::sync::Arc;
 use clap::Parser;
 use voxbridge_shared::SessionId;
 use voxbridge_stt::policy::{Output, Policy, PolicyConfig};
-use voxbridge_stt::transcriber::{Transcriber, WhisperRecognizer};
+use voxbridge_stt::transcriber::{QuickDecoding, Transcriber, WhisperRecognizer};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -23,6 +23,12 @@ struct Args {
     threads: usize,
     #[arg(long, default_value_t = 5)]
     beam_size: usize,
+    /// Beam size of the quick first step of an utterance (the worker's `--quick-beam-size`).
+    #[arg(long, default_value_t = 1)]
+    quick_beam_size: usize,
+    /// Token budget per second of audio of the quick first step; 0 = no cap.
+    #[arg(long, default_value_t = 8.0)]
+    quick_tokens_per_s: f64,
     /// Encoder context margin (frames); negative = full window.
     #[arg(long, default_value_t = 128, allow_hyphen_values = true)]
     audio_ctx_margin: i64,
@@ -52,6 +58,10 @@ fn main() -> anyhow::Result<()> {
             language: Some("en".into()),
             beam_size: args.beam_size,
             audio_ctx_margin: usize::try_from(args.audio_ctx_margin).ok(),
+            quick: QuickDecoding {
+                beam_size: args.quick_beam_size.max(1),
+                tokens_per_s: args.quick_tokens_per_s,
+            },
             on_run: Box::new(move |seconds, audio| {
                 seen.lock().expect("runs").push((seconds, audio));
             }),

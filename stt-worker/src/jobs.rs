@@ -442,6 +442,7 @@ impl AudioJobs {
             audio_ctx: None,
             beam_size: self.settings.beam_size,
             temperature_fallback: true,
+            max_tokens: None,
         };
         let transcriber = self.transcriber.clone();
         // whisper-rs keeps (leaks) the progress closure, so it holds only a shared percentage,

@@ -99,6 +99,14 @@ pub struct Config {
     /// commits wrong words ("roundfire" for "brown fox"); see docs/BENCHMARKS.md.
     #[arg(long, env = "VOXBRIDGE_STT_BEAM_SIZE", default_value_t = 5)]
     pub beam_size: usize,
+    /// Beam size of the quick first step of an utterance, whose words are only shown until the
+    /// next step (never committed, never final); 1 = greedy.
+    #[arg(long, env = "VOXBRIDGE_STT_QUICK_BEAM_SIZE", default_value_t = 1)]
+    pub quick_beam_size: usize,
+    /// Tokens per second of audio (plus 4) the quick first step may decode, in one segment: a
+    /// cut-off word can make whisper repeat itself to its 220-token limit there. 0 = no cap.
+    #[arg(long, env = "VOXBRIDGE_STT_QUICK_TOKENS_PER_S", default_value_t = 8.0)]
+    pub quick_tokens_per_s: f64,
     /// Encoder context: the buffer's length plus this many frames (50 per second of audio), the
     /// main speed lever on a CPU; negative = the full 30 s window. The reduced context costs
     /// accuracy on short buffers (measured in docs/BENCHMARKS.md), so the default is the full
@@ -134,6 +142,10 @@ impl Config {
         anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
         anyhow::ensure!(self.max_sessions >= 1, "--max-sessions must be at least 1");
         anyhow::ensure!(self.step_ms >= 100, "--step-ms must be at least 100");
+        anyhow::ensure!(
+            self.quick_tokens_per_s.is_finite() && self.quick_tokens_per_s >= 0.0,
+            "--quick-tokens-per-s must be 0 (no cap) or more"
+        );
         anyhow::ensure!(
             (0.0..=1.0).contains(&self.vad_threshold),
             "--vad-threshold must be within 0..1"
@@ -197,6 +209,10 @@ pub async fn start(
         },
         beam_size: config.beam_size.max(1),
         audio_ctx_margin: usize::try_from(config.audio_ctx_margin).ok(),
+        quick: transcriber::QuickDecoding {
+            beam_size: config.quick_beam_size.max(1),
+            tokens_per_s: config.quick_tokens_per_s,
+        },
         threads: config.threads,
         idle_timeout: std::time::Duration::from_secs(config.idle_timeout_s),
         keep_alive: (settings.session_ack_wait / 3).max(std::time::Duration::from_millis(200)),

@@ -923,10 +923,15 @@ fn ends_sentence(word: &str) -> bool {
     w.ends_with(['.', '?', '!', '。', '？', '！']) && !w.ends_with("...")
 }
 
-/// Bracketed annotations whisper emits for non-speech ("[BLANK_AUDIO]", "(music)").
+/// Bracketed annotations whisper emits for non-speech ("[BLANK_AUDIO]", "(music)"), and
+/// "words" without a letter or digit: whisper attaches punctuation to the word before it, so a
+/// word of punctuation alone is a hallucination on noise (a final `" " " "` was seen on a
+/// breath between sentences, 2026-11-27).
 fn is_non_speech(word: &str) -> bool {
     let w = word.trim();
-    (w.starts_with('[') && w.ends_with(']')) || (w.starts_with('(') && w.ends_with(')'))
+    (w.starts_with('[') && w.ends_with(']'))
+        || (w.starts_with('(') && w.ends_with(')'))
+        || !w.chars().any(char::is_alphanumeric)
 }
 
 fn join(words: &[Word]) -> String {
@@ -1110,6 +1115,46 @@ mod tests {
         assert!(!ends_sentence("Mr"));
         assert!(is_non_speech("[BLANK_AUDIO]"));
         assert!(!is_non_speech("hello"));
+        assert!(is_non_speech("\""));
+        assert!(is_non_speech("..."));
+        assert!(is_non_speech(" - "));
+        assert!(!is_non_speech("5."));
+        assert!(!is_non_speech("Việt"));
+        assert!(!is_non_speech("\"Hello"));
+    }
+
+    /// Whisper's punctuation-only hallucinations on noise (`" " "`) are no words: no partial,
+    /// no final, nothing for translation.
+    #[test]
+    fn punctuation_alone_never_becomes_text() {
+        struct Quotes(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+        impl Recognizer for Quotes {
+            fn recognize(&mut self, audio: &[f32], _prompt: &str) -> Result<Vec<Word>, String> {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let heard_ms = audio.len() as u64 / SAMPLES_PER_MS;
+                Ok(["\"", "\"", "..."]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| Word {
+                        text: t.to_string(),
+                        start_ms: (i as u64 * 300).min(heard_ms),
+                        end_ms: (i as u64 * 300 + 200).min(heard_ms),
+                        probability: None,
+                    })
+                    .collect())
+            }
+        }
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let recognizer = Quotes(calls.clone());
+        let mut policy = Policy::new(PolicyConfig::default(), recognizer, SessionId::new());
+        policy.vad = Vad::Energy;
+        let mut out = policy.push(&speech(3000)).expect("push");
+        out.extend(policy.push(&vec![0.0; 16_000 * 2]).expect("push"));
+        out.extend(policy.flush().expect("flush"));
+        // The policy did hear speech and ask the recogniser (steps, the pause, the flush).
+        assert!(calls.load(std::sync::atomic::Ordering::Relaxed) >= 3);
+        assert_eq!(policy.final_count(), 0);
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]

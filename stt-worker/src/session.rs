@@ -39,7 +39,7 @@ use voxbridge_shared::{RequestId, SessionId};
 
 use crate::consumer::SttMetrics;
 use crate::policy::{Checkpoint, Output, Policy, PolicyConfig, SAMPLE_RATE};
-use crate::transcriber::{Transcriber, WhisperRecognizer, pcm_s16le_to_f32};
+use crate::transcriber::{QuickDecoding, Transcriber, WhisperRecognizer, pcm_s16le_to_f32};
 
 /// Largest gap in the audio that is filled with silence (a longer one is a client bug).
 const MAX_GAP_SAMPLES: u64 = 5 * SAMPLE_RATE;
@@ -58,6 +58,8 @@ pub struct SessionSettings {
     pub beam_size: usize,
     /// See [`WhisperRecognizer::audio_ctx_margin`].
     pub audio_ctx_margin: Option<usize>,
+    /// See [`WhisperRecognizer::quick`].
+    pub quick: QuickDecoding,
 }
 
 /// Why a session task stopped without finishing.
@@ -184,6 +186,7 @@ impl Session {
             language,
             beam_size: settings.beam_size,
             audio_ctx_margin: settings.audio_ctx_margin,
+            quick: settings.quick,
             on_run: Box::new(move |seconds, audio| {
                 inference.inference_seconds.observe(seconds);
                 if audio > 0.0 {

@@ -38,6 +38,10 @@ pub struct TranscribeOptions {
     /// went without it the streaming test's en_04 committed "But whenever" for "The weather"
     /// (docs/BENCHMARKS.md).
     pub temperature_fallback: bool,
+    /// At most this many tokens (text and timestamps) in one segment: the decode ends there,
+    /// and the whole run is one segment. For the quick first step of an utterance, where a
+    /// cut-off word can make whisper repeat itself up to its 220-token limit; `None` = no cap.
+    pub max_tokens: Option<u32>,
 }
 
 /// One recognised segment.
@@ -161,6 +165,12 @@ impl Transcriber {
         if !options.temperature_fallback {
             params.set_temperature_inc(0.0);
         }
+        if let Some(max_tokens) = options.max_tokens {
+            // One segment, so a capped decode ends the run (whisper keeps what it decoded)
+            // instead of seeking on and decoding the rest of the audio in another window.
+            params.set_single_segment(true);
+            params.set_max_tokens(max_tokens.clamp(1, i32::MAX as u32) as i32);
+        }
         if let Some(progress) = progress {
             params.set_progress_callback_safe(progress);
         }
@@ -243,6 +253,8 @@ pub struct WhisperRecognizer {
     pub beam_size: usize,
     /// Encoder context margin in frames added to the buffer's length (None = full 30 s window).
     pub audio_ctx_margin: Option<usize>,
+    /// How the quick first step of an utterance decodes.
+    pub quick: QuickDecoding,
     /// Called with (inference seconds, audio seconds) after each run.
     pub on_run: Box<dyn Fn(f64, f64) + Send + Sync>,
     /// The language the last run detected (when `language` is `None`).
@@ -257,6 +269,40 @@ impl std::fmt::Debug for WhisperRecognizer {
             .finish()
     }
 }
+
+/// How the quick first step of an utterance is decoded
+/// ([`crate::policy::Recognizer::recognize_quick`]). Its words are only shown — never committed,
+/// never final — so it may trade accuracy for time; it always runs without whisper's temperature
+/// fallback.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuickDecoding {
+    /// Beam size (1 = greedy).
+    pub beam_size: usize,
+    /// Token budget per second of audio (plus [`QUICK_MIN_TOKENS`]), in one segment; 0 = no
+    /// cap (whisper's own limit of 220).
+    pub tokens_per_s: f64,
+}
+
+impl QuickDecoding {
+    /// The quick step decoded like the others, only without temperature fallback (the
+    /// behaviour before the quick step had its own settings).
+    pub fn like_steps(beam_size: usize) -> Self {
+        Self {
+            beam_size,
+            tokens_per_s: 0.0,
+        }
+    }
+
+    /// The token cap for `seconds` of audio, if any.
+    pub fn max_tokens(&self, seconds: f64) -> Option<u32> {
+        (self.tokens_per_s > 0.0)
+            .then(|| QUICK_MIN_TOKENS + (seconds * self.tokens_per_s).ceil() as u32)
+    }
+}
+
+/// Tokens a capped quick step may always decode, however short its audio (the segment's
+/// timestamp tokens and a word or two).
+pub const QUICK_MIN_TOKENS: u32 = 4;
 
 /// Encoder frames per second of audio (whisper: 1500 frames for 30 s).
 const AUDIO_CTX_PER_S: f64 = 50.0;
@@ -276,7 +322,7 @@ impl WhisperRecognizer {
         audio: &[f32],
         prompt: &str,
         audio_ctx: Option<usize>,
-        temperature_fallback: bool,
+        quick: bool,
     ) -> Result<Vec<crate::policy::Word>, String> {
         let seconds = audio.len() as f64 / 16_000.0;
         let options = TranscribeOptions {
@@ -284,8 +330,13 @@ impl WhisperRecognizer {
             language: self.language.clone(),
             prompt: (!prompt.is_empty()).then(|| prompt.to_string()),
             audio_ctx,
-            beam_size: self.beam_size,
-            temperature_fallback,
+            beam_size: if quick {
+                self.quick.beam_size
+            } else {
+                self.beam_size
+            },
+            temperature_fallback: !quick,
+            max_tokens: quick.then(|| self.quick.max_tokens(seconds)).flatten(),
         };
         let started = std::time::Instant::now();
         let (segments, detected) = self
@@ -305,19 +356,20 @@ impl crate::policy::Recognizer for WhisperRecognizer {
         prompt: &str,
     ) -> Result<Vec<crate::policy::Word>, String> {
         let audio_ctx = self.step_audio_ctx(audio);
-        self.run(audio, prompt, audio_ctx, true)
+        self.run(audio, prompt, audio_ctx, false)
     }
 
-    /// The first step of an utterance, only shown: without temperature fallback, which on a
-    /// first second of audio that ends inside a word decodes up to five more times (en_01: 1.48 s
-    /// instead of 0.32 s; docs/BENCHMARKS.md).
+    /// The first step of an utterance, only shown, decoded as [`WhisperRecognizer::quick`]
+    /// says: without temperature fallback, which on a first second of audio that ends inside a
+    /// word decodes up to five more times (en_01: 1.48 s instead of 0.32 s), and with a token
+    /// cap against repetition loops (docs/BENCHMARKS.md).
     fn recognize_quick(
         &mut self,
         audio: &[f32],
         prompt: &str,
     ) -> Result<Vec<crate::policy::Word>, String> {
         let audio_ctx = self.step_audio_ctx(audio);
-        self.run(audio, prompt, audio_ctx, false)
+        self.run(audio, prompt, audio_ctx, true)
     }
 
     /// Finals are recognised with the full window the model was trained on.
@@ -326,7 +378,7 @@ impl crate::policy::Recognizer for WhisperRecognizer {
         audio: &[f32],
         prompt: &str,
     ) -> Result<Vec<crate::policy::Word>, String> {
-        self.run(audio, prompt, None, true)
+        self.run(audio, prompt, None, false)
     }
 
     fn language(&self) -> Option<String> {

@@ -67,11 +67,56 @@ fn offline_wer(wav: &std::path::Path) -> f64 {
                 audio_ctx: None,
                 beam_size: 5,
                 temperature_fallback: true,
+                max_tokens: None,
             },
         )
         .expect("offline transcription");
     let text: Vec<String> = segments.into_iter().map(|s| s.text).collect();
     wer(&text.join(" "), &reference_text(wav))
+}
+
+/// The quick first step's decode (greedy, token cap, one segment) stops at its budget on the
+/// real model, where the uncapped decode of the same audio goes on: the cap is what bounds a
+/// quick step caught in a repetition loop.
+#[test]
+fn a_capped_quick_decode_stops_at_its_token_budget() {
+    use voxbridge_stt::transcriber::{QuickDecoding, TranscribeOptions, Transcriber};
+    let t = Transcriber::load(&voxbridge_tests::whisper_tiny_en()).expect("model");
+    let samples: Vec<f32> = read_wav(&audio_dir().join("jfk.wav"))
+        .iter()
+        .map(|s| f32::from(*s) / 32768.0)
+        .collect();
+    let words = |max_tokens| {
+        let options = TranscribeOptions {
+            threads: 1,
+            language: Some("en".into()),
+            prompt: None,
+            audio_ctx: None,
+            beam_size: 1,
+            temperature_fallback: false,
+            max_tokens,
+        };
+        let segments = t.transcribe(&samples, &options).expect("transcription");
+        let n = segments.iter().map(|s| s.words.len()).sum::<usize>();
+        (segments.len(), n)
+    };
+    let (_, uncapped) = words(None);
+    // 11 s of speech: about 22 words uncapped.
+    assert!(uncapped > 15, "uncapped decode heard only {uncapped} words");
+    let quick = QuickDecoding {
+        beam_size: 1,
+        tokens_per_s: 8.0,
+    };
+    // A budget for 0.5 s of audio: 4 + 4 = 8 tokens, the first a timestamp.
+    let budget = quick.max_tokens(0.5).expect("a cap");
+    assert_eq!(budget, 8);
+    let (segments, capped) = words(Some(budget));
+    assert_eq!(segments, 1, "a capped decode is one segment");
+    assert!(
+        (1..=budget as usize).contains(&capped),
+        "capped at {budget} tokens, heard {capped} words"
+    );
+    assert_eq!(QuickDecoding::like_steps(5).max_tokens(3.0), None);
 }
 
 /// Per-file WER ≤ 10 %, or no worse than one offline pass of the same model over the whole file
