@@ -925,8 +925,8 @@ fn ends_sentence(word: &str) -> bool {
 
 /// Bracketed annotations whisper emits for non-speech ("[BLANK_AUDIO]", "(music)"), and
 /// "words" without a letter or digit: whisper attaches punctuation to the word before it, so a
-/// word of punctuation alone is a hallucination on noise (a final `" " " "` was seen on a
-/// breath between sentences, 2026-11-27).
+/// word of punctuation alone is a hallucination (finals `" " " "` were published in live
+/// benchmark runs on 2026-11-27 before this).
 fn is_non_speech(word: &str) -> bool {
     let w = word.trim();
     (w.starts_with('[') && w.ends_with(']'))

@@ -284,15 +284,6 @@ pub struct QuickDecoding {
 }
 
 impl QuickDecoding {
-    /// The quick step decoded like the others, only without temperature fallback (the
-    /// behaviour before the quick step had its own settings).
-    pub fn like_steps(beam_size: usize) -> Self {
-        Self {
-            beam_size,
-            tokens_per_s: 0.0,
-        }
-    }
-
     /// The token cap for `seconds` of audio, if any.
     pub fn max_tokens(&self, seconds: f64) -> Option<u32> {
         (self.tokens_per_s > 0.0)
