@@ -125,6 +125,12 @@ pub struct Config {
     /// (replay, evaluation) always recognise every step.
     #[arg(long, env = "VOXBRIDGE_STT_CATCH_UP_MAX_MS", default_value_t = 4000)]
     pub catch_up_max_ms: u64,
+    /// A worker further behind than `catch_up_max_ms` lets one step cover as much audio as it
+    /// is behind (within `max_buffer_ms`), so its lag stays bounded also where one recognition
+    /// costs more than `catch_up_max_ms` of audio; false caps every step at `catch_up_max_ms`
+    /// (as before 2026-11-27; kept for side-by-side measurements).
+    #[arg(long, env = "VOXBRIDGE_STT_CATCH_UP_BY_LAG", default_value_t = true, action = clap::ArgAction::Set)]
+    pub catch_up_by_lag: bool,
     /// Words ending this close (ms) to the end of the buffer are not committed yet.
     #[arg(long, env = "VOXBRIDGE_STT_HOLDBACK_MS", default_value_t = 500)]
     pub holdback_ms: u64,
@@ -202,6 +208,7 @@ pub async fn start(
             // Only a reduced context makes the steps' recognition differ from the full one.
             verify_finals: config.verify_finals && config.audio_ctx_margin >= 0,
             max_deferred_ms: config.catch_up_max_ms,
+            defer_by_lag: config.catch_up_by_lag,
             end_at_pause: config.end_at_pause,
             pause_step_ms: config.pause_step_ms,
             first_step_ms: config.first_step_ms,

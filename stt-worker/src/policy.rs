@@ -95,6 +95,9 @@ pub struct PolicyConfig {
     /// Most audio [`Policy::defer`] appends without a step (a worker behind real time); 0
     /// never defers.
     pub max_deferred_ms: u64,
+    /// A worker further behind than `max_deferred_ms` may defer as much audio as it is
+    /// behind ([`Policy::deferral_limit`]); false: `max_deferred_ms` at most.
+    pub defer_by_lag: bool,
     /// End an utterance as soon as `pause_ms` of silence is heard; otherwise at the first step
     /// boundary after that (as before 2026-11-27; kept for side-by-side measurements).
     pub end_at_pause: bool,
@@ -121,6 +124,7 @@ impl Default for PolicyConfig {
             holdback_ms: 500,
             verify_finals: false,
             max_deferred_ms: 4000,
+            defer_by_lag: true,
             end_at_pause: true,
             pause_step_ms: 300,
             first_step_ms: 0,
@@ -469,17 +473,19 @@ impl<R: Recognizer> Policy<R> {
     }
 
     /// Appends audio without recognising it, for a worker behind real time whose next audio is
-    /// already waiting: the next [`Policy::push`] recognises it all in one step. Returns `None`,
-    /// appending nothing, when that would leave more than `max_deferred_ms` unrecognised.
+    /// already waiting: the next [`Policy::push`] recognises it all in one step. `lag_ms` is how
+    /// long ago these samples arrived (about how much audio is queued behind them). Returns
+    /// `None`, appending nothing, when that would leave more unrecognised than
+    /// [`Policy::deferral_limit`] allows.
     /// A pause in the deferred audio ends the utterance at once when that needs no
     /// recognition (the last one already heard all its speech, and finals are not verified):
     /// those finals are returned.
-    pub fn defer(&mut self, mut samples: &[f32]) -> Option<Vec<Output>> {
+    pub fn defer(&mut self, mut samples: &[f32], lag_ms: u64) -> Option<Vec<Output>> {
         let step = self.config.step_ms * SAMPLES_PER_MS;
         let last_step = self.next_step.saturating_sub(step);
         // A restored session re-reads audio before its last step: nothing is waiting then.
         let waiting = (self.audio_end() + samples.len() as u64).saturating_sub(last_step);
-        if waiting > self.config.max_deferred_ms * SAMPLES_PER_MS {
+        if waiting > self.deferral_limit(last_step, lag_ms) {
             return None;
         }
         let mut out = Vec::new();
@@ -492,6 +498,24 @@ impl<R: Recognizer> Policy<R> {
             }
         }
         Some(out)
+    }
+
+    /// Most samples one catch-up step may cover: `max_deferred_ms`, or, when the worker is
+    /// further behind than that (`lag_ms`: how long ago the audio being deferred arrived), that
+    /// much, as far as the buffer stays within `max_buffer_ms`. Each recognition then covers
+    /// about as much audio as the worker was behind when it deferred, so on a CPU where one
+    /// recognition takes longer than `max_deferred_ms` of audio the lag stops growing (as long
+    /// as recognising a full buffer takes less than the buffer's length; it then stays within
+    /// a full buffer plus one recognition of it) instead of growing by the shortfall at every
+    /// step (BENCHMARKS.md, "Catching up on a slow CPU"). `max_deferred_ms` 0 never defers.
+    fn deferral_limit(&self, last_step: u64, lag_ms: u64) -> u64 {
+        let floor = self.config.max_deferred_ms * SAMPLES_PER_MS;
+        if floor == 0 || !self.config.defer_by_lag {
+            return floor;
+        }
+        let buffered = last_step.saturating_sub(self.buffer_start);
+        let room = (self.config.max_buffer_ms * SAMPLES_PER_MS).saturating_sub(buffered);
+        floor.max((lag_ms * SAMPLES_PER_MS).min(room))
     }
 
     /// How many of `available` samples to append before the policy must act: the next step
@@ -1804,11 +1828,14 @@ mod tests {
     struct Pure {
         words: Vec<(&'static str, u64, u64)>,
         calls: usize,
+        /// Milliseconds of audio each call was given.
+        heard_ms: Vec<u64>,
     }
 
     impl Recognizer for Pure {
         fn recognize(&mut self, audio: &[f32], _prompt: &str) -> Result<Vec<Word>, String> {
             self.calls += 1;
+            self.heard_ms.push(audio.len() as u64 / SAMPLES_PER_MS);
             let Some(first) = audio.first() else {
                 return Ok(Vec::new());
             };
@@ -1844,6 +1871,7 @@ mod tests {
         Pure {
             words: pure_words(),
             calls: 0,
+            heard_ms: Vec::new(),
         }
     }
 
@@ -1899,7 +1927,7 @@ mod tests {
             let chunk = positioned(at, next);
             at = next;
             if behind(i)
-                && let Some(out) = policy.defer(&chunk)
+                && let Some(out) = policy.defer(&chunk, 0)
             {
                 if !out.is_empty() {
                     let mut cp = policy.checkpoint();
@@ -1955,7 +1983,7 @@ mod tests {
         let mut policy = Policy::new(pure_config(), pure(), SessionId::new());
         let mut deferred = 0;
         while policy
-            .defer(&positioned(deferred * 1600, (deferred + 1) * 1600))
+            .defer(&positioned(deferred * 1600, (deferred + 1) * 1600), 0)
             .is_some()
         {
             deferred += 1;
@@ -1969,6 +1997,87 @@ mod tests {
         assert_eq!(policy.recognizer.calls, 1);
         assert!(!out.is_empty());
         assert_eq!(policy.next_step, 4500 * SAMPLES_PER_MS);
+    }
+
+    /// A live session on a simulated clock, as the session task runs it: 100 ms chunk `i`
+    /// arrives when its audio ends, the worker gets to it after finishing what came before, and
+    /// a recognition of `b` ms of audio takes `cost_ms(b)`. A chunk that waited longer than a
+    /// step is deferred if the policy allows (`by_lag`: [`PolicyConfig::defer_by_lag`]).
+    /// Returns each chunk's lag (ms) and the finals.
+    fn simulate(
+        audio_ms: u64,
+        by_lag: bool,
+        cost_ms: impl Fn(u64) -> u64,
+    ) -> (Vec<u64>, Vec<String>) {
+        let config = PolicyConfig {
+            defer_by_lag: by_lag,
+            ..pure_config()
+        };
+        let mut policy = Policy::new(config, pure(), SessionId::new());
+        let (mut now, mut lags, mut out) = (0, Vec::new(), Vec::new());
+        for i in 0..audio_ms / 100 {
+            let arrived = (i + 1) * 100;
+            now = now.max(arrived);
+            let lag = now - arrived;
+            lags.push(lag);
+            let chunk = positioned(i * 1600, (i + 1) * 1600);
+            if lag > config.step_ms
+                && let Some(deferred) = policy.defer(&chunk, lag)
+            {
+                out.extend(deferred);
+                continue;
+            }
+            let before = policy.recognizer.heard_ms.len();
+            out.extend(policy.push(&chunk).expect("push"));
+            now += policy.recognizer.heard_ms[before..]
+                .iter()
+                .map(|&b| cost_ms(b))
+                .sum::<u64>();
+        }
+        out.extend(policy.flush().expect("flush"));
+        (lags, finals(&out))
+    }
+
+    /// On a CPU where recognising the audio a catch-up step covers (4 s) takes longer than 4 s,
+    /// a cap of `max_deferred_ms` alone lets the lag grow without end (as measured on a
+    /// first-generation EPYC: BENCHMARKS.md); letting a step cover as much as the worker is
+    /// behind keeps it bounded, with the same finals.
+    #[test]
+    fn on_a_slow_cpu_catching_up_by_the_lag_keeps_the_lag_bounded() {
+        // 1 s per recognition plus 0.4 s per second of buffer: 4 s of new audio on a buffer
+        // growing to 20 s costs 2.6 → 9 s; one recognition of a full buffer costs 9 s.
+        let cost = |b: u64| 1000 + b * 4 / 10;
+        let config = pure_config();
+        let minutes = 5 * 60_000;
+        let (fixed, fixed_finals) = simulate(minutes, false, cost);
+        let (aware, aware_finals) = simulate(minutes, true, cost);
+        let last_minute = |lags: &[u64]| *lags[lags.len() - 600..].iter().max().expect("lags");
+        let first_minute = |lags: &[u64]| *lags[..600].iter().max().expect("lags");
+        eprintln!(
+            "worst lag, first / last minute: max_deferred_ms alone {} / {} ms; by the lag {} / {} ms",
+            first_minute(&fixed),
+            last_minute(&fixed),
+            first_minute(&aware),
+            last_minute(&aware)
+        );
+        assert!(
+            last_minute(&fixed) > first_minute(&fixed) + 60_000,
+            "the fixed cap falls further behind every minute"
+        );
+        // Bounded: no worse in the last minute than in the first, and within a full buffer
+        // plus one recognition of it.
+        assert!(last_minute(&aware) <= first_minute(&aware) + config.step_ms);
+        assert!(last_minute(&aware) <= config.max_buffer_ms + cost(config.max_buffer_ms));
+        // Every word once, in order. (All audio is speech here, so finals come from the
+        // 20 s length limit, which finalises the last hypothesis as heard: the fake's mishearing
+        // of the newest word, "?x", can end up in one, whichever step that was.)
+        let spoken = pure_words()
+            .iter()
+            .map(|w| w.0)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(aware_finals.join(" ").replace("?x", ""), spoken);
+        assert_eq!(fixed_finals.join(" ").replace("?x", ""), spoken);
     }
 
     /// A worker dies at any chunk, behind real time (so which steps ran depended on timing); the
@@ -2083,7 +2192,11 @@ mod tests {
 
     fn paused_policy(session: SessionId, checkpoint: Option<Checkpoint>) -> Policy<Pure> {
         let (words, speech) = paused_words();
-        let recognizer = Pure { words, calls: 0 };
+        let recognizer = Pure {
+            words,
+            calls: 0,
+            heard_ms: Vec::new(),
+        };
         // With the early first step, so every kind of step is restored across.
         let config = PolicyConfig {
             first_step_ms: 500,

@@ -342,7 +342,7 @@ impl Session {
         let behind = lag_ms > self.settings.policy.step_ms;
         if behind
             && self.open.realtime
-            && let Some(outputs) = self.policy.as_mut().and_then(|p| p.defer(&samples))
+            && let Some(outputs) = self.policy.as_mut().and_then(|p| p.defer(&samples, lag_ms))
         {
             self.metrics
                 .catch_up_audio_seconds

@@ -308,12 +308,14 @@ impl WhisperRecognizer {
             .map(|margin| ((seconds * AUDIO_CTX_PER_S).ceil() as usize + margin).min(1500))
     }
 
+    /// One whisper run; `quick` decodes it as the quick first step of an utterance, `None` is a
+    /// full recognition (the configured beam, temperature fallback, no token cap).
     fn run(
         &mut self,
         audio: &[f32],
         prompt: &str,
         audio_ctx: Option<usize>,
-        quick: bool,
+        quick: Option<QuickDecoding>,
     ) -> Result<Vec<crate::policy::Word>, String> {
         let seconds = audio.len() as f64 / 16_000.0;
         let options = TranscribeOptions {
@@ -321,13 +323,9 @@ impl WhisperRecognizer {
             language: self.language.clone(),
             prompt: (!prompt.is_empty()).then(|| prompt.to_string()),
             audio_ctx,
-            beam_size: if quick {
-                self.quick.beam_size
-            } else {
-                self.beam_size
-            },
-            temperature_fallback: !quick,
-            max_tokens: quick.then(|| self.quick.max_tokens(seconds)).flatten(),
+            beam_size: quick.map_or(self.beam_size, |q| q.beam_size),
+            temperature_fallback: quick.is_none(),
+            max_tokens: quick.and_then(|q| q.max_tokens(seconds)),
         };
         let started = std::time::Instant::now();
         let (segments, detected) = self
@@ -347,7 +345,7 @@ impl crate::policy::Recognizer for WhisperRecognizer {
         prompt: &str,
     ) -> Result<Vec<crate::policy::Word>, String> {
         let audio_ctx = self.step_audio_ctx(audio);
-        self.run(audio, prompt, audio_ctx, false)
+        self.run(audio, prompt, audio_ctx, None)
     }
 
     /// The first step of an utterance, only shown, decoded as [`WhisperRecognizer::quick`]
@@ -360,7 +358,7 @@ impl crate::policy::Recognizer for WhisperRecognizer {
         prompt: &str,
     ) -> Result<Vec<crate::policy::Word>, String> {
         let audio_ctx = self.step_audio_ctx(audio);
-        self.run(audio, prompt, audio_ctx, true)
+        self.run(audio, prompt, audio_ctx, Some(self.quick))
     }
 
     /// Finals are recognised with the full window the model was trained on.
@@ -369,7 +367,7 @@ impl crate::policy::Recognizer for WhisperRecognizer {
         audio: &[f32],
         prompt: &str,
     ) -> Result<Vec<crate::policy::Word>, String> {
-        self.run(audio, prompt, None, false)
+        self.run(audio, prompt, None, None)
     }
 
     fn language(&self) -> Option<String> {
