@@ -248,7 +248,7 @@ async fn every_final_becomes_a_translation_request_per_target() {
         false,
     )
     .await;
-    let events = transcript_events(&env, session, Duration::from_secs(60)).await;
+    let events = transcript_events(&env, session, Duration::from_secs(600)).await;
     let finals = final_texts(&events);
     assert!(!finals.is_empty());
     let js = async_nats::jetstream::new(env.client().await);
@@ -278,7 +278,7 @@ async fn silence_yields_no_text() {
         ((x >> 16) as i16) / 200
     }));
     stream_session(&env, session, Some("eng_Latn"), &[], &samples, 100, false).await;
-    let events = transcript_events(&env, session, Duration::from_secs(60)).await;
+    let events = transcript_events(&env, session, Duration::from_secs(600)).await;
     for event in &events {
         match event {
             TranscriptEvent::Partial(p) => panic!("text from silence: {p:?}"),
@@ -338,7 +338,7 @@ async fn malformed_audio_gives_error_events_and_the_session_survives() {
         false,
     )
     .await;
-    let events = transcript_events(&env, session, Duration::from_secs(60)).await;
+    let events = transcript_events(&env, session, Duration::from_secs(600)).await;
     let errors: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
