@@ -120,8 +120,9 @@ pub struct Config {
     #[arg(long, env = "VOXBRIDGE_STT_VERIFY_FINALS", default_value_t = false, action = clap::ArgAction::Set)]
     pub verify_finals: bool,
     /// A worker behind real time appends up to this much waiting audio (ms) of a real-time
-    /// session without a step, then recognises it all at once, so its lag stays bounded on a
-    /// slow CPU; 0 recognises every step however far behind. Sessions sent faster than real time
+    /// session without a step (more when it is further behind: `catch_up_by_lag`), then
+    /// recognises it all at once, so its lag stays bounded on a slow CPU; 0 recognises every
+    /// step however far behind. Sessions sent faster than real time
     /// (replay, evaluation) always recognise every step.
     #[arg(long, env = "VOXBRIDGE_STT_CATCH_UP_MAX_MS", default_value_t = 4000)]
     pub catch_up_max_ms: u64,
