@@ -30,7 +30,7 @@ use voxbridge_shared::topology::TopologySettings;
 
 pub use voxbridge_shared::messages::{MtRequest, MtResult};
 
-use crate::translator::{Compute, Translator, TranslatorOptions};
+use crate::translator::{Compute, Translator, TranslatorOptions, VmapMode};
 
 /// Default `/metrics` address of the MT worker.
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9102";
@@ -82,9 +82,18 @@ pub struct Config {
     #[arg(long, env = "VOXBRIDGE_MT_MAX_INPUT_TOKENS", default_value_t = 200)]
     pub max_input_tokens: usize,
     /// Restrict the output vocabulary with the model directory's vmap.txt (CTranslate2
-    /// vocabulary map).
-    #[arg(long, env = "VOXBRIDGE_MT_USE_VMAP", default_value_t = false)]
-    pub use_vmap: bool,
+    /// vocabulary map, `scripts/make-vmap`): `auto` uses it for the target languages its
+    /// vmap.json lists, when there is one; `on` requires it; `off` never uses it. A bare
+    /// `--use-vmap` means `on`.
+    #[arg(
+        long,
+        env = "VOXBRIDGE_MT_USE_VMAP",
+        value_enum,
+        default_value_t = VmapMode::Auto,
+        num_args = 0..=1,
+        default_missing_value = "on"
+    )]
+    pub use_vmap: VmapMode,
     /// Force every output to `--max-decoding-length` tokens (benchmarks with random-weight
     /// models only).
     #[arg(
@@ -150,7 +159,7 @@ impl Config {
             max_decoding_length: self.max_decoding_length,
             no_repeat_ngram_size: self.no_repeat_ngram_size,
             max_input_tokens: self.max_input_tokens,
-            use_vmap: self.use_vmap,
+            vmap: self.use_vmap,
             fixed_output_length: self.fixed_output_length,
             max_decode_batch: self.max_decode_batch,
             ..TranslatorOptions::default()
@@ -271,4 +280,41 @@ pub async fn start(
         instance,
         task,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("voxbridge-mt").chain(args.iter().copied()))
+            .expect("parse")
+    }
+
+    #[test]
+    fn the_vocabulary_map_option_keeps_its_old_spellings() {
+        // Unset, the map is used where the model directory has one for the target language.
+        if std::env::var_os("VOXBRIDGE_MT_USE_VMAP").is_none() {
+            assert_eq!(parse(&[]).use_vmap, VmapMode::Auto);
+        }
+        // `--use-vmap` alone was a boolean flag: it still means on.
+        assert_eq!(parse(&["--use-vmap"]).use_vmap, VmapMode::On);
+        for (value, mode) in [
+            ("on", VmapMode::On),
+            ("true", VmapMode::On),
+            ("off", VmapMode::Off),
+            ("false", VmapMode::Off),
+            ("auto", VmapMode::Auto),
+        ] {
+            assert_eq!(parse(&["--use-vmap", value]).use_vmap, mode, "{value}");
+            assert_eq!(
+                parse(&[&format!("--use-vmap={value}")]).use_vmap,
+                mode,
+                "{value}"
+            );
+        }
+        assert!(Config::try_parse_from(["voxbridge-mt", "--use-vmap", "maybe"]).is_err());
+    }
 }

@@ -51,6 +51,47 @@ impl Compute {
     }
 }
 
+/// When to restrict the output vocabulary with the model directory's vocabulary map
+/// (`vmap.txt`, CTranslate2's `use_vmap`; written by `scripts/make-vmap` with a `vmap.json` that
+/// lists the target languages it was built for).
+///
+/// A map built from one language's words turns translations into any other language into
+/// garbage (their tokens are not in it), so the map is applied per batch, only when the batch's
+/// target language is one the map lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmapMode {
+    /// Use the map for the languages its `vmap.json` lists, when the model directory has one;
+    /// otherwise translate without it (a `vmap.txt` without a language list is ignored).
+    #[default]
+    Auto,
+    /// The model directory must hold a `vmap.txt` (loading fails otherwise). It is used for the
+    /// languages `vmap.json` lists, or for every language when there is no `vmap.json`.
+    #[value(alias = "true")]
+    On,
+    /// Never restrict the output.
+    #[value(alias = "false")]
+    Off,
+}
+
+/// The vocabulary map found in a model directory.
+#[derive(Debug, Clone)]
+struct Vmap {
+    /// Target languages (FLORES codes) it serves; `None`: every language (`VmapMode::On` with a
+    /// hand-made map that has no `vmap.json`).
+    languages: Option<HashSet<String>>,
+    /// First 12 hex digits of the SHA-256 of `vmap.txt` (part of the model id, so the cache
+    /// never serves a translation made with another map, or without one).
+    digest: String,
+}
+
+/// What `scripts/make-vmap` writes next to `vmap.txt`.
+#[derive(Debug, serde::Deserialize)]
+struct VmapManifest {
+    /// FLORES-200 codes (`vie_Latn`), as requests name target languages.
+    languages: Vec<String>,
+}
+
 /// How to load and run the model.
 #[derive(Debug, Clone)]
 pub struct TranslatorOptions {
@@ -73,10 +114,11 @@ pub struct TranslatorOptions {
     /// quality drops, and cost rises quadratically, on long inputs).
     pub max_input_tokens: usize,
     /// Restrict the decoder's output vocabulary with the model directory's `vmap.txt`
-    /// (CTranslate2's vocabulary map, built by `scripts/make-vmap`): the output projection over
-    /// NLLB's 256k tokens dominates decoding, so a map limited to the target languages' tokens
-    /// cut one sentence from 2.0 s to 0.5 s on the 600M-shaped fixture (docs/BENCHMARKS.md).
-    pub use_vmap: bool,
+    /// (CTranslate2's vocabulary map, built by `scripts/make-vmap`) for the target languages it
+    /// was built for: the output projection over NLLB's 256k tokens dominates decoding on CPUs
+    /// without fast int8 kernels, and a map limited to the target languages' tokens scores a
+    /// few thousand instead (docs/BENCHMARKS.md).
+    pub vmap: VmapMode,
     /// Forces every output to exactly `max_decoding_length` tokens (benchmarks only: makes runs
     /// comparable with a random-weight model that rarely emits `</s>`).
     pub fixed_output_length: bool,
@@ -99,7 +141,7 @@ impl Default for TranslatorOptions {
             no_repeat_ngram_size: 0,
             repetition_penalty: 1.0,
             max_input_tokens: 200,
-            use_vmap: false,
+            vmap: VmapMode::Auto,
             fixed_output_length: false,
             max_decode_batch: 6,
         }
@@ -125,6 +167,8 @@ pub enum TranslatorError {
     Tokenize(String),
     #[error("inference failed: {0}")]
     Inference(String),
+    #[error("invalid vocabulary map in {dir}: {reason}")]
+    Vmap { dir: PathBuf, reason: String },
 }
 
 /// A loaded model with its tokenizer.
@@ -133,6 +177,7 @@ pub struct Translator {
     spm: SentencePieceProcessor,
     languages: HashSet<String>,
     options: TranslatorOptions,
+    vmap: Option<Vmap>,
     id: String,
 }
 
@@ -157,13 +202,8 @@ impl Translator {
                 });
             }
         }
-        if options.use_vmap && !dir.join("vmap.txt").is_file() {
-            return Err(TranslatorError::MissingFile {
-                dir: dir.to_path_buf(),
-                file: "vmap.txt",
-            });
-        }
         let languages = read_languages(dir)?;
+        let vmap = read_vmap(dir, options.vmap, &languages)?;
         let spm = SentencePieceProcessor::open(dir.join("sentencepiece.bpe.model"))
             .map_err(|e| TranslatorError::Tokenizer(e.to_string()))?;
         let config = Config {
@@ -192,18 +232,40 @@ impl Translator {
         let weights = std::fs::metadata(dir.join("model.bin"))
             .map(|m| m.len())
             .unwrap_or(0);
-        let id = format!(
+        let mut id = format!(
             "{}:{}:{weights}:{}",
             name.iter().rev().cloned().collect::<Vec<_>>().join("/"),
             languages.len(),
             options.compute.as_str()
         );
+        if let Some(map) = &vmap {
+            id.push_str(":vmap-");
+            id.push_str(&map.digest);
+            tracing::info!(
+                languages = ?map.languages.as_ref().map(|l| {
+                    let mut l: Vec<_> = l.iter().cloned().collect();
+                    l.sort();
+                    l
+                }),
+                "vocabulary map on (vmap.txt): outputs into these languages score only its tokens"
+            );
+        }
         Ok(Self {
             model,
             spm,
             languages,
             id,
             options,
+            vmap,
+        })
+    }
+
+    /// Whether translations into `target` are restricted by the vocabulary map.
+    pub fn uses_vmap(&self, target: &str) -> bool {
+        self.vmap.as_ref().is_some_and(|map| {
+            map.languages
+                .as_ref()
+                .is_none_or(|languages| languages.contains(target))
         })
     }
 
@@ -290,7 +352,7 @@ impl Translator {
             },
             no_repeat_ngram_size: self.options.no_repeat_ngram_size,
             repetition_penalty: self.options.repetition_penalty,
-            use_vmap: self.options.use_vmap,
+            use_vmap: self.uses_vmap(target),
             max_batch_size: self.options.max_decode_batch,
             ..TranslationOptions::default()
         };
@@ -417,6 +479,59 @@ fn is_flores_code(token: &str) -> bool {
             .next()
             .is_some_and(|c| c.is_ascii_uppercase())
         && script.chars().skip(1).all(|c| c.is_ascii_lowercase())
+}
+
+/// The directory's vocabulary map, if `mode` asks for one and it exists.
+fn read_vmap(
+    dir: &Path,
+    mode: VmapMode,
+    known: &HashSet<String>,
+) -> Result<Option<Vmap>, TranslatorError> {
+    use sha2::{Digest, Sha256};
+    let map_path = dir.join("vmap.txt");
+    let manifest_path = dir.join("vmap.json");
+    let err = |reason: String| TranslatorError::Vmap {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    match mode {
+        VmapMode::Off => return Ok(None),
+        VmapMode::On if !map_path.is_file() => {
+            return Err(TranslatorError::MissingFile {
+                dir: dir.to_path_buf(),
+                file: "vmap.txt",
+            });
+        }
+        VmapMode::Auto if !map_path.is_file() => return Ok(None),
+        VmapMode::Auto if !manifest_path.is_file() => {
+            tracing::warn!(
+                dir = %dir.display(),
+                "vmap.txt without vmap.json (its target languages): not used; build the map with \
+                 scripts/make-vmap, or set --use-vmap on to apply it to every language"
+            );
+            return Ok(None);
+        }
+        _ => {}
+    }
+    let languages = if manifest_path.is_file() {
+        let text = std::fs::read_to_string(&manifest_path).map_err(|e| err(e.to_string()))?;
+        let manifest: VmapManifest =
+            serde_json::from_str(&text).map_err(|e| err(format!("vmap.json: {e}")))?;
+        if manifest.languages.is_empty() {
+            return Err(err("vmap.json lists no languages".into()));
+        }
+        if let Some(unknown) = manifest.languages.iter().find(|l| !known.contains(*l)) {
+            return Err(err(format!(
+                "vmap.json lists {unknown:?}, which the model does not know"
+            )));
+        }
+        Some(manifest.languages.into_iter().collect())
+    } else {
+        None
+    };
+    let bytes = std::fs::read(&map_path).map_err(|e| err(e.to_string()))?;
+    let digest = hex::encode(Sha256::digest(&bytes))[..12].to_string();
+    Ok(Some(Vmap { languages, digest }))
 }
 
 /// Returns the heap's free pages to the operating system (glibc's `malloc_trim`). A no-op where

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use voxbridge_mt::translator::{Compute, Translator, TranslatorError, TranslatorOptions};
+use voxbridge_mt::translator::{Compute, Translator, TranslatorError, TranslatorOptions, VmapMode};
 
 fn mirror() -> PathBuf {
     std::env::var_os("VOXBRIDGE_MODEL_MIRROR")
@@ -258,7 +258,7 @@ fn a_vocabulary_map_restricts_the_output_tokens() {
     .expect("vmap");
 
     let options = TranslatorOptions {
-        use_vmap: true,
+        vmap: VmapMode::On,
         max_decoding_length: 10,
         beam_size: 2,
         ..TranslatorOptions::default()
@@ -288,7 +288,7 @@ fn a_vocabulary_map_restricts_the_output_tokens() {
     let free = Translator::load(
         dir.path(),
         TranslatorOptions {
-            use_vmap: false,
+            vmap: VmapMode::Off,
             ..options
         },
     )
@@ -306,10 +306,111 @@ fn a_vocabulary_map_restricts_the_output_tokens() {
     let err = Translator::load(
         &source,
         TranslatorOptions {
-            use_vmap: true,
+            vmap: VmapMode::On,
             ..TranslatorOptions::default()
         },
     )
     .expect_err("no vmap.txt in the mirror");
     assert!(err.to_string().contains("vmap.txt"), "{err}");
+    // `auto` (the default) without a map translates freely.
+    let plain = Translator::load(&source, TranslatorOptions::default()).expect("auto, no map");
+    assert!(!plain.uses_vmap("vie_Latn"));
+}
+
+/// A copy of nllb-tiny/int8 with `vmap` as its vmap.txt and, if given, `manifest` as vmap.json.
+fn model_with_vmap(vmap: &str, manifest: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    for entry in std::fs::read_dir(mirror().join("nllb-tiny/int8")).expect("model dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
+    }
+    std::fs::write(dir.path().join("vmap.txt"), vmap).expect("vmap.txt");
+    if let Some(manifest) = manifest {
+        std::fs::write(dir.path().join("vmap.json"), manifest).expect("vmap.json");
+    }
+    dir
+}
+
+#[test]
+fn a_vocabulary_map_applies_only_to_the_languages_it_was_built_for() {
+    // A map of three Vietnamese pieces, declared for Vietnamese only: French output must come
+    // out exactly as without any map, never squeezed into Vietnamese tokens.
+    let map = "\t\u{2581}Xin \u{2581}ch \u{2581}trên\n";
+    let listed = model_with_vmap(map, Some(r#"{"languages": ["vie_Latn"]}"#));
+    let options = TranslatorOptions {
+        max_decoding_length: 10,
+        beam_size: 2,
+        ..TranslatorOptions::default()
+    };
+    assert_eq!(options.vmap, VmapMode::Auto, "auto is the default");
+    let with_map = Translator::load(listed.path(), options.clone()).expect("load");
+    let without = Translator::load(
+        listed.path(),
+        TranslatorOptions {
+            vmap: VmapMode::Off,
+            ..options.clone()
+        },
+    )
+    .expect("load");
+    assert!(with_map.uses_vmap("vie_Latn") && !with_map.uses_vmap("fra_Latn"));
+    assert!(!without.uses_vmap("vie_Latn"));
+    let input = texts(&["Hello world, how are you today?"]);
+    let restricted = with_map
+        .translate_batch(&input, "eng_Latn", "vie_Latn")
+        .expect("vi");
+    let allowed: std::collections::HashSet<&str> = ["Xin", "ch", "trên"].into();
+    assert!(!restricted.translations[0].trim().is_empty());
+    for word in restricted.translations[0].split_whitespace() {
+        assert!(allowed.contains(word), "{word:?} outside the map");
+    }
+    let free_vi = without
+        .translate_batch(&input, "eng_Latn", "vie_Latn")
+        .expect("vi");
+    assert_ne!(free_vi.translations, restricted.translations);
+    for target in ["fra_Latn", "deu_Latn"] {
+        assert_eq!(
+            with_map
+                .translate_batch(&input, "eng_Latn", target)
+                .expect("unlisted target")
+                .translations,
+            without
+                .translate_batch(&input, "eng_Latn", target)
+                .expect("no map")
+                .translations,
+            "{target} is not in vmap.json: the map must not touch it"
+        );
+    }
+    // The cache key's model id tells the two apart, and names the map's content.
+    assert_ne!(with_map.id(), without.id());
+    let other = model_with_vmap(
+        "\t\u{2581}Xin \u{2581}ch\n",
+        Some(r#"{"languages": ["vie_Latn"]}"#),
+    );
+    let other_map = Translator::load(other.path(), options.clone()).expect("load");
+    assert_ne!(
+        with_map.id().rsplit(':').next(),
+        other_map.id().rsplit(':').next(),
+        "another map, another id"
+    );
+
+    // A map without its language list: ignored by `auto`, applied to all by `on`.
+    let unlisted = model_with_vmap(map, None);
+    let auto = Translator::load(unlisted.path(), options.clone()).expect("load");
+    assert!(!auto.uses_vmap("vie_Latn"));
+    assert!(!auto.id().contains("vmap"));
+    let on = Translator::load(
+        unlisted.path(),
+        TranslatorOptions {
+            vmap: VmapMode::On,
+            ..options.clone()
+        },
+    )
+    .expect("load");
+    assert!(on.uses_vmap("vie_Latn") && on.uses_vmap("fra_Latn"));
+
+    // A list naming a language the model does not know is an error, not a silent no-op.
+    let wrong = model_with_vmap(map, Some(r#"{"languages": ["vi"]}"#));
+    let err = Translator::load(wrong.path(), options.clone()).expect_err("bad vmap.json");
+    assert!(matches!(err, TranslatorError::Vmap { .. }), "{err}");
+    assert!(err.to_string().contains("\"vi\""), "{err}");
 }

@@ -13,15 +13,36 @@ source is always allowed. We write:
   name, a number, a URL) may be copied into the translation.
 
 Decoding then scores a few tens of thousands of tokens per step instead of NLLB's 256,206.
+
+Next to it, vmap.json lists the target languages as FLORES-200 codes: the MT worker applies the
+map only to translations into those languages (a Vietnamese map would ruin French output), and
+with its default `--use-vmap auto` ignores a vmap.txt that has no such list.
 """
 import argparse
 import json
 import os
+import re
 import sys
 import unicodedata
 
 import sentencepiece as spm
 import wordfreq
+
+
+def language_table():
+    """(flores, short code) pairs of the languages NLLB-200 translates, from the table the edge
+    and workers use (shared/src/languages.rs), so both sides agree on every code."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../shared/src/languages.rs")
+    with open(path, encoding="utf-8") as f:
+        return re.findall(r'lang\("([a-z]{3}_[A-Z][a-z]{3})", "([A-Za-z-]+)"', f.read())
+
+
+def resolve(code, table):
+    """FLORES code and wordfreq code of a --to entry ("vi", "zh-Hant" or "vie_Latn")."""
+    for flores, short in table:
+        if code in (flores, short) or code.lower() in (flores.lower(), short.lower()):
+            return flores, short.split("-")[0]
+    sys.exit(f"unknown language {code!r}: use a code of GET /v1/languages (vi, fr, zh-Hant, vie_Latn)")
 
 
 def main():
@@ -45,17 +66,22 @@ def main():
         elif not any(unicodedata.category(c).startswith("L") for c in t):
             always.add(t)
     available = wordfreq.available_languages()
+    table = language_table()
     per_language = {}
+    targets = []
     for lang in [l.strip() for l in args.to.split(",") if l.strip()]:
-        base = lang.split("-")[0]
+        flores, base = resolve(lang, table)
+        if flores not in in_vocab:
+            sys.exit(f"the model's vocabulary has no {flores}")
         if base not in available:
             sys.exit(f"wordfreq has no word list for {lang!r}; available: {', '.join(sorted(available))}")
+        targets.append(flores)
         pieces = set()
         for word in wordfreq.top_n_list(base, args.words):
             for form in {word, word.capitalize(), word.upper() if len(word) <= 4 else word}:
                 for text in (form, " " + form):
                     pieces.update(p for p in sp.encode(text, out_type=str) if p in in_vocab)
-        per_language[lang] = len(pieces)
+        per_language[flores] = len(pieces)
         always |= pieces
 
     out = args.output or os.path.join(args.model, "vmap.txt")
@@ -64,8 +90,18 @@ def main():
         for t in vocab:
             if t and " " not in t and "\t" not in t and t not in always:
                 f.write(f"{t}\t{t}\n")
+    manifest = {
+        "languages": targets,
+        "words_per_language": args.words,
+        "always_allowed": len(always),
+        "source": "scripts/make-vmap (wordfreq word lists)",
+    }
+    with open(os.path.splitext(out)[0] + ".json", "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
     print(json.dumps({
         "vmap": out,
+        "languages": targets,
         "always_allowed": len(always),
         "vocabulary": len(vocab),
         "pieces_per_language": per_language,
