@@ -414,3 +414,91 @@ fn a_vocabulary_map_applies_only_to_the_languages_it_was_built_for() {
     assert!(matches!(err, TranslatorError::Vmap { .. }), "{err}");
     assert!(err.to_string().contains("\"vi\""), "{err}");
 }
+
+#[test]
+fn make_vmap_writes_a_map_the_worker_applies_to_its_languages_only() {
+    // The real script (wordfreq word lists, the model's sentencepiece model) on a copy of
+    // nllb-tiny, then the worker's default mode: the map is used for Vietnamese and German, not
+    // for French.
+    let dir = tempfile::tempdir().expect("tmp");
+    for entry in std::fs::read_dir(mirror().join("nllb-tiny/int8")).expect("model dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-vmap");
+    let out = std::process::Command::new(&script)
+        .args([
+            "--model",
+            dir.path().to_str().expect("utf-8"),
+            "--to",
+            "vi,de",
+            "--words",
+            "5000",
+        ])
+        .output()
+        .expect("run scripts/make-vmap");
+    assert!(
+        out.status.success(),
+        "make-vmap failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("vmap.json")).expect("vmap.json"),
+    )
+    .expect("json");
+    assert_eq!(
+        manifest["languages"],
+        serde_json::json!(["vie_Latn", "deu_Latn"])
+    );
+    let map = std::fs::read_to_string(dir.path().join("vmap.txt")).expect("vmap.txt");
+    let always: std::collections::HashSet<&str> = map
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix('\t'))
+        .expect("first line: the always-allowed tokens")
+        .split(' ')
+        .collect();
+    let vocab: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("shared_vocabulary.json")).expect("vocab"),
+    )
+    .expect("json");
+    assert!(
+        always.len() < vocab.len(),
+        "the map must restrict something"
+    );
+    // Every single Latin letter of the vocabulary stays allowed, so any word can be spelled.
+    for piece in &vocab {
+        let letter = piece.strip_prefix('\u{2581}').unwrap_or(piece);
+        let mut chars = letter.chars();
+        if let (Some(c), None) = (chars.next(), chars.next()) {
+            if c.is_alphabetic()
+                && (c.is_ascii()
+                    || ('\u{00C0}'..='\u{024F}').contains(&c)
+                    || ('\u{1E00}'..='\u{1EFF}').contains(&c))
+            {
+                assert!(always.contains(piece.as_str()), "{piece:?} not allowed");
+            }
+        }
+    }
+    assert!(always.contains("vie_Latn") && always.contains("</s>"));
+
+    let t = Translator::load(
+        dir.path(),
+        TranslatorOptions {
+            max_decoding_length: 12,
+            ..TranslatorOptions::default()
+        },
+    )
+    .expect("load");
+    assert!(t.uses_vmap("vie_Latn") && t.uses_vmap("deu_Latn") && !t.uses_vmap("fra_Latn"));
+    // CTranslate2 accepts the file and decodes with it (a malformed map fails here).
+    let out = t
+        .translate_batch(
+            &texts(&["The weather is nice today."]),
+            "eng_Latn",
+            "vie_Latn",
+        )
+        .expect("translate with the map");
+    assert_eq!(out.model_calls, 1);
+    assert!(!out.translations[0].trim().is_empty(), "{out:?}");
+}

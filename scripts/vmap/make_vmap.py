@@ -9,6 +9,9 @@ source is always allowed. We write:
   language (wordfreq's lists, with and without the word-start marker, lower and capitalised),
   every piece with no letters in it (digits, punctuation, symbols), every language code and the
   special tokens;
+- every single-letter piece (with and without the word-start marker) of the target language's
+  script, so any word of the language stays spellable: a word the lists miss (a rare word, a
+  name not in the source) costs more pieces instead of becoming impossible;
 - one `piece\\tpiece` line per vocabulary piece, so whatever appears in a source sentence (a
   name, a number, a URL) may be copied into the translation.
 
@@ -45,6 +48,44 @@ def resolve(code, table):
     sys.exit(f"unknown language {code!r}: use a code of GET /v1/languages (vi, fr, zh-Hant, vie_Latn)")
 
 
+# Unicode character-name prefixes of the scripts in FLORES-200 codes (the part after "_"); a
+# script not listed here gets no letter fallback beyond the word lists.
+SCRIPT_NAMES = {
+    "Latn": ("LATIN",), "Cyrl": ("CYRILLIC",), "Grek": ("GREEK",), "Arab": ("ARABIC",),
+    "Hebr": ("HEBREW",), "Deva": ("DEVANAGARI",), "Beng": ("BENGALI",), "Taml": ("TAMIL",),
+    "Telu": ("TELUGU",), "Knda": ("KANNADA",), "Mlym": ("MALAYALAM",), "Gujr": ("GUJARATI",),
+    "Guru": ("GURMUKHI",), "Orya": ("ORIYA",), "Sinh": ("SINHALA",), "Thai": ("THAI",),
+    "Laoo": ("LAO",), "Khmr": ("KHMER",), "Mymr": ("MYANMAR",), "Geor": ("GEORGIAN",),
+    "Armn": ("ARMENIAN",), "Ethi": ("ETHIOPIC",), "Hang": ("HANGUL",),
+    "Hans": ("CJK",), "Hant": ("CJK",), "Jpan": ("CJK", "HIRAGANA", "KATAKANA"),
+}
+
+
+def script_letters(vocab, flores):
+    """Single-letter pieces (bare or after the word-start marker) of the language's script."""
+    prefixes = SCRIPT_NAMES.get(flores.split("_")[1], ())
+    out = set()
+    for t in vocab:
+        letter = t[1:] if t.startswith("\u2581") else t
+        if len(letter) == 1 and unicodedata.category(letter).startswith("L"):
+            name = unicodedata.name(letter, "")
+            if any(name.startswith(p) for p in prefixes):
+                out.add(t)
+    return out
+
+
+def forms(word, base):
+    """The spellings of a word-list entry to tokenise. wordfreq case-folds its lists, which
+    turns German ß into ss: add the ß spelling back (an extra piece costs a little time, a
+    missing one makes the letter impossible to produce)."""
+    out = {word, word.capitalize()}
+    if len(word) <= 4:
+        out.add(word.upper())
+    if base == "de" and "ss" in word:
+        out |= {f.replace("ss", "ß") for f in list(out)}
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="CTranslate2 NLLB model directory")
@@ -78,11 +119,12 @@ def main():
         targets.append(flores)
         pieces = set()
         for word in wordfreq.top_n_list(base, args.words):
-            for form in {word, word.capitalize(), word.upper() if len(word) <= 4 else word}:
+            for form in forms(word, base):
                 for text in (form, " " + form):
                     pieces.update(p for p in sp.encode(text, out_type=str) if p in in_vocab)
-        per_language[flores] = len(pieces)
-        always |= pieces
+        letters = script_letters(vocab, flores)
+        per_language[flores] = {"word_pieces": len(pieces), "script_letters": len(letters)}
+        always |= pieces | letters
 
     out = args.output or os.path.join(args.model, "vmap.txt")
     with open(out, "w", encoding="utf-8") as f:
