@@ -13,7 +13,7 @@ use std::sync::Arc;
 use clap::Parser;
 use voxbridge_shared::SessionId;
 use voxbridge_stt::policy::{Output, Policy, PolicyConfig};
-use voxbridge_stt::transcriber::{QuickDecoding, Transcriber, WhisperRecognizer};
+use voxbridge_stt::transcriber::{QuickDecoding, Threads, Transcriber, WhisperRecognizer};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -54,7 +54,7 @@ fn main() -> anyhow::Result<()> {
         let seen = runs.clone();
         let recognizer = WhisperRecognizer {
             transcriber: transcriber.clone(),
-            threads: args.threads,
+            threads: Threads::fixed(args.threads),
             language: Some("en".into()),
             beam_size: args.beam_size,
             audio_ctx_margin: usize::try_from(args.audio_ctx_margin).ok(),

@@ -28,12 +28,12 @@ use voxbridge_shared::messages::{
 use voxbridge_shared::service::ServiceContext;
 use voxbridge_shared::subtitles::{LayoutOptions, Subtitles, reflow};
 
-use crate::transcriber::{Segment, TranscribeOptions, Transcriber};
+use crate::transcriber::{Segment, Threads, TranscribeOptions, Transcriber};
 
 /// Audio-job knobs.
 #[derive(Debug, Clone)]
 pub struct AudioJobSettings {
-    pub threads: usize,
+    pub threads: Threads,
     pub beam_size: usize,
     /// Largest WAV file accepted.
     pub max_file_bytes: usize,
@@ -51,7 +51,7 @@ pub struct AudioJobSettings {
 impl Default for AudioJobSettings {
     fn default() -> Self {
         Self {
-            threads: 1,
+            threads: Threads::fixed(1),
             beam_size: 5,
             max_file_bytes: voxbridge_shared::jobs::DEFAULT_MAX_JOB_BYTES,
             max_audio_s: 4.0 * 3600.0,
@@ -436,7 +436,7 @@ impl AudioJobs {
                     .or_else(|| self.settings.default_language.clone())
             });
         let options = TranscribeOptions {
-            threads: self.settings.threads,
+            threads: self.settings.threads.now(),
             language: language.clone(),
             prompt: None,
             audio_ctx: None,

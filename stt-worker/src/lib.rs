@@ -61,9 +61,14 @@ pub struct Config {
         default_value = "./models/whisper/ggml-base-q8_0.bin"
     )]
     pub model: PathBuf,
-    /// Inference threads per model (1 on a shared 2-core machine).
+    /// Inference threads per recognition (1 on a shared 2-core machine).
     #[arg(long, env = "VOXBRIDGE_STT_THREADS", default_value_t = 1)]
     pub threads: usize,
+    /// Cores the worker's recognitions share (0: each uses --threads). With N, each of the
+    /// sessions and audio jobs the worker runs recognises with max(--threads, N / their number)
+    /// threads: a worker with one session uses the cores two would.
+    #[arg(long, env = "VOXBRIDGE_STT_CORES", default_value_t = 0)]
+    pub cores: usize,
     /// Live sessions one worker owns at once.
     #[arg(long, env = "VOXBRIDGE_STT_MAX_SESSIONS", default_value_t = 4)]
     pub max_sessions: usize,
@@ -199,6 +204,10 @@ pub async fn start(
 
     let settings = settings.unwrap_or_else(|| config.topology.settings());
     let (job_ack_wait, max_deliver) = (settings.job_ack_wait, settings.max_deliver);
+    // Sessions and audio jobs in progress: the heartbeat reports it, and recognitions share
+    // `--cores` by it.
+    let in_flight = Arc::new(AtomicU32::new(0));
+    let threads = transcriber::Threads::shared(config.threads, config.cores, in_flight.clone());
     let session_settings = session::SessionSettings {
         policy: policy::PolicyConfig {
             step_ms: config.step_ms,
@@ -221,7 +230,7 @@ pub async fn start(
             beam_size: config.quick_beam_size.max(1),
             tokens_per_s: config.quick_tokens_per_s,
         },
-        threads: config.threads,
+        threads: threads.clone(),
         idle_timeout: std::time::Duration::from_secs(config.idle_timeout_s),
         keep_alive: (settings.session_ack_wait / 3).max(std::time::Duration::from_millis(200)),
         default_language: (!config.language.is_empty()).then(|| config.language.clone()),
@@ -231,7 +240,6 @@ pub async fn start(
     let (metrics_addr, _ops) = ctx
         .serve_ops(config.metrics_addr, registry, shutdown.clone())
         .await?;
-    let in_flight = Arc::new(AtomicU32::new(0));
     ctx.spawn_heartbeat(in_flight.clone(), shutdown.clone());
     for (stream, consumer) in [
         (streams::SESSIONS, consumers::STT_SESSIONS),
@@ -249,7 +257,7 @@ pub async fn start(
         ctx.clone(),
         transcriber.clone(),
         jobs::AudioJobSettings {
-            threads: config.threads,
+            threads,
             beam_size: config.beam_size.max(1),
             max_audio_s: config.max_job_audio_s as f64,
             default_language: (!config.language.is_empty()).then(|| config.language.clone()),

@@ -39,7 +39,9 @@ use voxbridge_shared::{RequestId, SessionId};
 
 use crate::consumer::SttMetrics;
 use crate::policy::{Checkpoint, Output, Policy, PolicyConfig, SAMPLE_RATE};
-use crate::transcriber::{QuickDecoding, Transcriber, WhisperRecognizer, pcm_s16le_to_f32};
+use crate::transcriber::{
+    QuickDecoding, Threads, Transcriber, WhisperRecognizer, pcm_s16le_to_f32,
+};
 
 /// Largest gap in the audio that is filled with silence (a longer one is a client bug).
 const MAX_GAP_SAMPLES: u64 = 5 * SAMPLE_RATE;
@@ -48,7 +50,7 @@ const MAX_GAP_SAMPLES: u64 = 5 * SAMPLE_RATE;
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     pub policy: PolicyConfig,
-    pub threads: usize,
+    pub threads: Threads,
     /// End a session when no audio arrives for this long.
     pub idle_timeout: Duration,
     /// Progress-ack interval for the claim (below the consumer's ack wait).
@@ -182,7 +184,7 @@ impl Session {
         let inference = metrics.clone();
         let recognizer = WhisperRecognizer {
             transcriber,
-            threads: settings.threads,
+            threads: settings.threads.clone(),
             language,
             beam_size: settings.beam_size,
             audio_ctx_margin: settings.audio_ctx_margin,

@@ -244,10 +244,55 @@ pub fn pcm_s16le_to_f32(pcm: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+/// How many threads one recognition uses. With `cores` set, a worker that runs fewer sessions
+/// and audio jobs than it has cores for lends the idle ones to those it runs: each recognition
+/// uses `cores / busy` threads, never fewer than `min` (`--threads`). On a shared 2-core machine
+/// one base q8_0 session with the MT worker beside it finished its sentences in 0.38× the time
+/// with 2 threads instead of 1 (docs/BENCHMARKS.md); two sessions still get one thread each.
+#[derive(Debug, Clone)]
+pub struct Threads {
+    /// Threads a recognition always gets.
+    pub min: usize,
+    /// Cores the worker's recognitions share; 0: always `min`.
+    pub cores: usize,
+    /// Sessions and audio jobs the worker runs now (the consumers count them).
+    busy: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Threads {
+    /// Always `n` threads.
+    pub fn fixed(n: usize) -> Self {
+        Self {
+            min: n.max(1),
+            cores: 0,
+            busy: std::sync::Arc::default(),
+        }
+    }
+
+    /// `cores` shared by the `busy` sessions and jobs, at least `min` each.
+    pub fn shared(
+        min: usize,
+        cores: usize,
+        busy: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    ) -> Self {
+        Self {
+            min: min.max(1),
+            cores,
+            busy,
+        }
+    }
+
+    /// Threads for a recognition starting now.
+    pub fn now(&self) -> usize {
+        let busy = self.busy.load(std::sync::atomic::Ordering::Relaxed).max(1) as usize;
+        (self.cores / busy).max(self.min)
+    }
+}
+
 /// The whisper model as the streaming policy's [`crate::policy::Recognizer`].
 pub struct WhisperRecognizer {
     pub transcriber: std::sync::Arc<Transcriber>,
-    pub threads: usize,
+    pub threads: Threads,
     /// Whisper language code ("en"), or `None` to detect.
     pub language: Option<String>,
     pub beam_size: usize,
@@ -319,7 +364,7 @@ impl WhisperRecognizer {
     ) -> Result<Vec<crate::policy::Word>, String> {
         let seconds = audio.len() as f64 / 16_000.0;
         let options = TranscribeOptions {
-            threads: self.threads,
+            threads: self.threads.now(),
             language: self.language.clone(),
             prompt: (!prompt.is_empty()).then(|| prompt.to_string()),
             audio_ctx,
@@ -378,6 +423,28 @@ impl crate::policy::Recognizer for WhisperRecognizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_cores_go_to_the_sessions_there_are() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        assert_eq!(Threads::fixed(1).now(), 1);
+        assert_eq!(Threads::fixed(0).now(), 1, "never zero threads");
+        let busy = std::sync::Arc::new(AtomicU32::new(0));
+        let two_cores = Threads::shared(1, 2, busy.clone());
+        for (sessions, threads) in [(0, 2), (1, 2), (2, 1), (3, 1), (10, 1)] {
+            busy.store(sessions, Ordering::Relaxed);
+            assert_eq!(two_cores.now(), threads, "{sessions} sessions");
+        }
+        let eight = Threads::shared(2, 8, busy.clone());
+        for (sessions, threads) in [(1, 8), (3, 2), (4, 2), (5, 2)] {
+            busy.store(sessions, Ordering::Relaxed);
+            assert_eq!(eight.now(), threads, "{sessions} sessions, at least 2");
+        }
+        // Without --cores the count never moves.
+        let off = Threads::shared(1, 0, busy.clone());
+        busy.store(1, Ordering::Relaxed);
+        assert_eq!(off.now(), 1);
+    }
 
     #[test]
     fn converts_pcm_extremes() {
