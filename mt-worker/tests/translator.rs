@@ -234,12 +234,8 @@ fn a_missing_model_directory_is_a_clear_error() {
 #[test]
 fn a_vocabulary_map_restricts_the_output_tokens() {
     // A copy of the model with a vmap.txt whose fixed candidates are three pieces.
-    let dir = tempfile::tempdir().expect("tmp");
     let source = mirror().join("nllb-tiny/int8");
-    for entry in std::fs::read_dir(&source).expect("model dir") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
-    }
+    let dir = model_copy();
     let allowed = ["\u{2581}Xin", "\u{2581}ch", "\u{2581}trên"];
     let vocab: Vec<String> = serde_json::from_str(
         &std::fs::read_to_string(source.join("shared_vocabulary.json")).expect("vocab"),
@@ -317,13 +313,19 @@ fn a_vocabulary_map_restricts_the_output_tokens() {
     assert!(!plain.uses_vmap("vie_Latn"));
 }
 
-/// A copy of nllb-tiny/int8 with `vmap` as its vmap.txt and, if given, `manifest` as vmap.json.
-fn model_with_vmap(vmap: &str, manifest: Option<&str>) -> tempfile::TempDir {
+/// A writable copy of nllb-tiny/int8 (the mirror is read-only).
+fn model_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tmp");
     for entry in std::fs::read_dir(mirror().join("nllb-tiny/int8")).expect("model dir") {
         let entry = entry.expect("entry");
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
     }
+    dir
+}
+
+/// A copy of nllb-tiny/int8 with `vmap` as its vmap.txt and, if given, `manifest` as vmap.json.
+fn model_with_vmap(vmap: &str, manifest: Option<&str>) -> tempfile::TempDir {
+    let dir = model_copy();
     std::fs::write(dir.path().join("vmap.txt"), vmap).expect("vmap.txt");
     if let Some(manifest) = manifest {
         std::fs::write(dir.path().join("vmap.json"), manifest).expect("vmap.json");
@@ -420,11 +422,7 @@ fn make_vmap_writes_a_map_the_worker_applies_to_its_languages_only() {
     // The real script (wordfreq word lists, the model's sentencepiece model) on a copy of
     // nllb-tiny, then the worker's default mode: the map is used for Vietnamese and German, not
     // for French.
-    let dir = tempfile::tempdir().expect("tmp");
-    for entry in std::fs::read_dir(mirror().join("nllb-tiny/int8")).expect("model dir") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
-    }
+    let dir = model_copy();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-vmap");
     let out = std::process::Command::new(&script)
         .args([
