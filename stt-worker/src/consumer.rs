@@ -2,8 +2,13 @@
 //! free session slot (`max_sessions`), so no claim waits un-kept-alive in a local buffer; each
 //! claimed session runs in its own task ([`crate::session`]). Payloads that do not decode are
 //! dead-lettered (they can never succeed).
+//!
+//! Admission: a worker whose live sessions are behind real time ([`Admission`]) stops claiming
+//! for a while, so that a new session goes to a worker that keeps up; a claim no other worker
+//! took in that time is still taken (one worker alone, or all of them behind), so no session
+//! waits for ever.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use voxbridge_shared::SessionId;
 use voxbridge_shared::codec;
-use voxbridge_shared::messages::SessionOpen;
+use voxbridge_shared::messages::{SessionOpen, now_unix_ms};
 use voxbridge_shared::service::ServiceContext;
 use voxbridge_shared::shutdown::DEFAULT_SHUTDOWN_GRACE;
 use voxbridge_shared::subjects::{consumers, streams};
@@ -39,6 +44,8 @@ pub struct SttMetrics {
     pub final_latency_seconds: Histogram,
     /// Audio appended without its own recognition step by a worker catching up.
     pub catch_up_audio_seconds: Counter<f64, AtomicU64>,
+    /// New session claims this worker, behind real time, left waiting for other workers.
+    pub claims_deferred: Counter,
 }
 
 impl SttMetrics {
@@ -54,6 +61,7 @@ impl SttMetrics {
             first_partial_latency_seconds: seconds(),
             final_latency_seconds: seconds(),
             catch_up_audio_seconds: Counter::default(),
+            claims_deferred: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("voxbridge_stt");
         r.register(
@@ -96,7 +104,80 @@ impl SttMetrics {
             "Audio recognised together with later audio because the worker was behind real time",
             m.catch_up_audio_seconds.clone(),
         );
+        r.register(
+            "claims_deferred",
+            "New sessions this worker, behind real time, left waiting for a worker that keeps up",
+            m.claims_deferred.clone(),
+        );
         m
+    }
+}
+
+/// When a worker claims another live session (`--admit-behind-ms`, `--admit-grace-ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// A worker is behind when one of its real-time sessions waited this long (ms) or longer
+    /// for its last chunk to be processed.
+    pub behind_ms: u64,
+    /// How long a worker behind leaves waiting claims to other workers before it takes them
+    /// itself; zero turns admission control off.
+    pub grace: Duration,
+}
+
+/// How far behind real time each live session of one worker is. Every real-time session
+/// records each chunk it takes: when the edge received it, when the worker took it, and how many
+/// of the session's chunks were still waiting behind it. A session with chunks waiting is
+/// behind by the age of the chunk it took last — a figure that keeps growing while a long
+/// recognition runs; a session that had none waiting is behind by what its last chunk waited
+/// (a session whose speaker paused is not behind).
+#[derive(Debug, Clone, Default)]
+pub struct Backlog(Arc<Mutex<HashMap<SessionId, Taken>>>);
+
+#[derive(Debug, Clone, Copy)]
+struct Taken {
+    received_at_ms: u64,
+    taken_at_ms: u64,
+    waiting: u64,
+}
+
+impl Backlog {
+    /// Records that `session` took a chunk the edge received at `received_at_ms`, at
+    /// `now_ms`, with `waiting` more of its chunks stored behind it.
+    pub fn record(&self, session: SessionId, received_at_ms: u64, now_ms: u64, waiting: u64) {
+        if let Ok(mut sessions) = self.0.lock() {
+            sessions.insert(
+                session,
+                Taken {
+                    received_at_ms,
+                    taken_at_ms: now_ms,
+                    waiting,
+                },
+            );
+        }
+    }
+
+    /// Forgets an ended session.
+    pub fn remove(&self, session: &SessionId) {
+        if let Ok(mut sessions) = self.0.lock() {
+            sessions.remove(session);
+        }
+    }
+
+    /// How far (ms) the session furthest behind is, if any session took a chunk.
+    pub fn worst(&self, now_ms: u64) -> Option<u64> {
+        let sessions = self.0.lock().ok()?;
+        sessions
+            .values()
+            .map(|t| {
+                let until = if t.waiting > 0 { now_ms } else { t.taken_at_ms };
+                until.saturating_sub(t.received_at_ms)
+            })
+            .max()
+    }
+
+    /// Whether a session of this worker is `behind_ms` or more behind real time.
+    pub fn behind(&self, behind_ms: u64, now_ms: u64) -> bool {
+        self.worst(now_ms).is_some_and(|lag| lag >= behind_ms)
     }
 }
 
@@ -108,6 +189,7 @@ pub struct Worker {
     metrics: SttMetrics,
     in_flight: Arc<AtomicU32>,
     max_sessions: usize,
+    admission: Admission,
     settings: SessionSettings,
     active: Arc<Mutex<HashSet<SessionId>>>,
     audio_jobs: crate::jobs::AudioJobs,
@@ -120,6 +202,7 @@ impl Worker {
         metrics: SttMetrics,
         in_flight: Arc<AtomicU32>,
         max_sessions: usize,
+        admission: Admission,
         settings: SessionSettings,
         audio_jobs: crate::jobs::AudioJobs,
     ) -> Self {
@@ -129,6 +212,7 @@ impl Worker {
             metrics,
             in_flight,
             max_sessions,
+            admission,
             settings,
             active: Arc::default(),
             audio_jobs,
@@ -149,10 +233,13 @@ impl Worker {
                 _ = shutdown.cancelled() => break,
                 slot = slots.clone().acquire_owned() => slot?,
             };
+            let Some(expires) = self.admit(&sessions, &shutdown).await else {
+                break;
+            };
             let batch = sessions
                 .fetch()
                 .max_messages(1)
-                .expires(Duration::from_secs(2))
+                .expires(expires)
                 .messages()
                 .await;
             let mut batch = match batch {
@@ -205,6 +292,7 @@ impl Worker {
                 if let Ok(mut active) = this.active.lock() {
                     active.remove(&id);
                 }
+                this.settings.backlog.remove(&id);
                 this.in_flight.fetch_sub(1, Ordering::Relaxed);
                 drop(slot);
             });
@@ -219,6 +307,63 @@ impl Worker {
         let _ = jobs_task.await;
         tracing::info!("STT worker drained");
         Ok(())
+    }
+
+    /// Waits until this worker may claim a session; returns how long the fetch may wait for
+    /// one, or None at shutdown. A worker that keeps up fetches at once and waits up to 2 s for
+    /// a claim. A worker behind real time leaves new claims to the others: it takes one only
+    /// when it has been waiting for the grace period (no worker keeping up took it) — and, every
+    /// four grace periods, whatever is waiting (a claim released by a stopped worker is waiting
+    /// for redelivery, which the consumer's pending count does not show).
+    async fn admit(
+        &self,
+        sessions: &PullConsumer,
+        shutdown: &CancellationToken,
+    ) -> Option<Duration> {
+        const FETCH: Duration = Duration::from_secs(2);
+        const TAKE_WAITING: Duration = Duration::from_millis(250);
+        let Admission { behind_ms, grace } = self.admission;
+        if grace.is_zero() {
+            return Some(FETCH);
+        }
+        let paused = tokio::time::Instant::now();
+        let mut waiting_since = None;
+        loop {
+            if !self.settings.backlog.behind(behind_ms, now_unix_ms()) {
+                return Some(FETCH);
+            }
+            let pending = match sessions.get_info().await {
+                Ok(info) => info.num_pending,
+                Err(error) => {
+                    tracing::debug!(%error, "session consumer info");
+                    0
+                }
+            };
+            if pending == 0 {
+                waiting_since = None;
+            } else if let Some(since) = waiting_since {
+                if tokio::time::Instant::now().duration_since(since) >= grace {
+                    tracing::info!(
+                        "behind real time, but no other worker took a waiting session in {grace:?}: taking it"
+                    );
+                    return Some(TAKE_WAITING);
+                }
+            } else {
+                waiting_since = Some(tokio::time::Instant::now());
+                self.metrics.claims_deferred.inc();
+                tracing::debug!(
+                    worst_lag_ms = self.settings.backlog.worst(now_unix_ms()),
+                    "behind real time: leaving a new session to other workers for {grace:?}"
+                );
+            }
+            if paused.elapsed() >= grace * 4 {
+                return Some(TAKE_WAITING);
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
     }
 
     async fn pull(&self, stream: &str, consumer: &str) -> anyhow::Result<PullConsumer> {
@@ -242,5 +387,38 @@ impl Worker {
         {
             tracing::error!(%dlq_error, "could not dead-letter; the message will be redelivered");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_is_behind_by_its_session_furthest_behind() {
+        let backlog = Backlog::default();
+        let (a, b) = (SessionId::new(), SessionId::new());
+        assert_eq!(backlog.worst(50_000), None);
+        assert!(!backlog.behind(0, 50_000), "no session: never behind");
+        // a took its newest chunk 400 ms after it arrived; b took one that waited 3.5 s, with
+        // more of its audio waiting.
+        backlog.record(a, 49_600, 50_000, 0);
+        backlog.record(b, 46_500, 50_000, 12);
+        assert_eq!(backlog.worst(50_000), Some(3_500));
+        assert!(backlog.behind(3_500, 50_000), "the limit itself is behind");
+        assert!(!backlog.behind(3_501, 50_000));
+        // While b recognises (takes no chunk), what waits for it grows older.
+        assert_eq!(backlog.worst(58_000), Some(11_500));
+        // a's speaker pauses: no chunk waits behind a's last one, so a is not behind however
+        // long the pause.
+        backlog.remove(&b);
+        assert_eq!(backlog.worst(90_000), Some(400));
+        assert!(
+            backlog.behind(0, 90_000),
+            "a limit of 0: any session is behind"
+        );
+        // b caught up: its latest chunk counts, not its worst.
+        backlog.record(b, 89_900, 90_000, 0);
+        assert_eq!(backlog.worst(90_000), Some(400));
     }
 }

@@ -72,6 +72,16 @@ pub struct Config {
     /// Live sessions one worker owns at once.
     #[arg(long, env = "VOXBRIDGE_STT_MAX_SESSIONS", default_value_t = 4)]
     pub max_sessions: usize,
+    /// A worker one of whose real-time sessions waited this long (ms) for its last chunk to be
+    /// processed is behind real time, and leaves new sessions to other workers for
+    /// `--admit-grace-ms` before it takes them itself.
+    #[arg(long, env = "VOXBRIDGE_STT_ADMIT_BEHIND_MS", default_value_t = 3000)]
+    pub admit_behind_ms: u64,
+    /// How long (ms) a worker behind real time leaves a waiting session claim to other workers
+    /// (a worker that keeps up takes it at once) before it takes it itself; 0 = claim
+    /// regardless of lag.
+    #[arg(long, env = "VOXBRIDGE_STT_ADMIT_GRACE_MS", default_value_t = 3000)]
+    pub admit_grace_ms: u64,
     /// Audio (ms) between two recognitions of the rolling buffer.
     #[arg(long, env = "VOXBRIDGE_STT_STEP_MS", default_value_t = 1000)]
     pub step_ms: u64,
@@ -231,6 +241,7 @@ pub async fn start(
             tokens_per_s: config.quick_tokens_per_s,
         },
         threads: threads.clone(),
+        backlog: consumer::Backlog::default(),
         idle_timeout: std::time::Duration::from_secs(config.idle_timeout_s),
         keep_alive: (settings.session_ack_wait / 3).max(std::time::Duration::from_millis(200)),
         default_language: (!config.language.is_empty()).then(|| config.language.clone()),
@@ -274,6 +285,10 @@ pub async fn start(
         metrics,
         in_flight,
         config.max_sessions,
+        consumer::Admission {
+            behind_ms: config.admit_behind_ms,
+            grace: std::time::Duration::from_millis(config.admit_grace_ms),
+        },
         session_settings,
         audio_jobs,
     );

@@ -37,7 +37,7 @@ use voxbridge_shared::service::ServiceContext;
 use voxbridge_shared::subjects::{buckets, streams};
 use voxbridge_shared::{RequestId, SessionId};
 
-use crate::consumer::SttMetrics;
+use crate::consumer::{Backlog, SttMetrics};
 use crate::policy::{Checkpoint, Output, Policy, PolicyConfig, SAMPLE_RATE};
 use crate::transcriber::{
     QuickDecoding, Threads, Transcriber, WhisperRecognizer, pcm_s16le_to_f32,
@@ -62,6 +62,8 @@ pub struct SessionSettings {
     pub audio_ctx_margin: Option<usize>,
     /// See [`WhisperRecognizer::quick`].
     pub quick: QuickDecoding,
+    /// Shared by the worker's sessions: how far behind real time each one is (admission).
+    pub backlog: Backlog,
 }
 
 /// Why a session task stopped without finishing.
@@ -272,7 +274,11 @@ impl Session {
                 Ok(Some(Ok(message))) => message,
             };
             match codec::decode::<AudioEvent>(&message.payload) {
-                Ok(AudioEvent::Chunk(chunk)) => self.on_chunk(chunk).await?,
+                Ok(AudioEvent::Chunk(chunk)) => {
+                    // The session's chunks stored behind this one (admission's backlog).
+                    let waiting = message.info().map(|i| i.pending).unwrap_or(0);
+                    self.on_chunk(chunk, waiting).await?
+                }
                 Ok(AudioEvent::Close(close)) => return self.close(close.reason).await,
                 Err(error) => {
                     self.bad_audio("malformed_audio", &error.to_string(), &message)
@@ -282,7 +288,7 @@ impl Session {
         }
     }
 
-    async fn on_chunk(&mut self, chunk: AudioChunk) -> Result<(), SessionError> {
+    async fn on_chunk(&mut self, chunk: AudioChunk, waiting: u64) -> Result<(), SessionError> {
         if chunk.session_id != self.id() {
             return self
                 .error("malformed_audio", "chunk belongs to another session")
@@ -335,10 +341,19 @@ impl Session {
         while self.arrivals.len() > 4096 {
             self.arrivals.pop_front();
         }
-        let lag_ms = now_unix_ms().saturating_sub(chunk.received_at_ms);
+        let now_ms = now_unix_ms();
+        let lag_ms = now_ms.saturating_sub(chunk.received_at_ms);
         self.metrics
             .audio_lag_seconds
             .observe(lag_ms as f64 / 1000.0);
+        if self.open.realtime {
+            self.settings.backlog.record(
+                self.open.session_id,
+                chunk.received_at_ms,
+                now_ms,
+                waiting,
+            );
+        }
         // A chunk that waited longer than a step: the steps take longer than the audio they
         // cover, and the worker is behind real time.
         let behind = lag_ms > self.settings.policy.step_ms;

@@ -231,6 +231,106 @@ async fn a_worker_behind_real_time_catches_up() {
     shutdown.cancel();
 }
 
+/// Admission: a worker behind real time leaves a new session to a worker that keeps up, and
+/// still takes it itself, after its grace period, when no other worker does.
+#[tokio::test]
+async fn a_worker_behind_real_time_leaves_new_sessions_to_a_worker_that_keeps_up() {
+    let env = std::sync::Arc::new(TestEnv::new());
+    let open = |session_id, realtime| voxbridge_shared::messages::SessionOpen {
+        v: 1,
+        session_id,
+        source_lang: Some("eng_Latn".into()),
+        target_langs: Vec::new(),
+        sample_rate_hz: 16_000,
+        opened_at_ms: now_unix_ms(),
+        client: Some("test".into()),
+        realtime,
+    };
+    let active = |metrics: &str| metric_value(metrics, "voxbridge_stt_active_sessions");
+    // A counts as behind as soon as its session has any lag.
+    let a_down = CancellationToken::new();
+    // (Both workers size the encoder to the audio, so that A keeps up and the two share the
+    // cores without starving each other.)
+    let a = start_stt_worker(
+        &env,
+        &[
+            "--admit-behind-ms",
+            "0",
+            "--admit-grace-ms",
+            "8000",
+            "--audio-ctx-margin",
+            "128",
+        ],
+        a_down.clone(),
+    )
+    .await;
+    // Session 1, 44 s in real time, is A's.
+    let jfk = read_wav(&audio_dir().join("jfk.wav"));
+    let long: Vec<i16> = [&jfk, &jfk, &jfk, &jfk]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+    let t0 = tokio::time::Instant::now();
+    let first = open(SessionId::new(), true);
+    let feeder = tokio::spawn({
+        let env = env.clone();
+        let first = first.clone();
+        async move { voxbridge_tests::publish_session(&env, &first, &long, 100, true).await }
+    });
+    voxbridge_tests::wait_for("A processes session 1", Duration::from_secs(60), || async {
+        let m = scrape(a.metrics_addr).await;
+        (metric_value(&m, "voxbridge_stt_audio_lag_seconds_count").unwrap_or(0.0) > 0.0)
+            .then_some(())
+    })
+    .await;
+    // Let the fetch A issued before it was behind expire (2 s).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let short = read_wav(&audio_dir().join("en_01.wav"));
+    let second = open(SessionId::new(), false);
+    voxbridge_tests::publish_session(&env, &second, &short, 100, false).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let m = scrape(a.metrics_addr).await;
+    assert_eq!(active(&m), Some(1.0), "A, behind, claimed session 2: {m}");
+    assert!(
+        metric_value(&m, "voxbridge_stt_claims_deferred_total").unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
+    // B keeps up (no session yet): it takes session 2.
+    let b_down = CancellationToken::new();
+    let b = start_stt_worker(&env, &["--audio-ctx-margin", "128"], b_down.clone()).await;
+    let events = transcript_events(&env, second.session_id, Duration::from_secs(120)).await;
+    assert!(!final_texts(&events).is_empty());
+    let mb = scrape(b.metrics_addr).await;
+    assert!(
+        metric_value(&mb, "voxbridge_stt_inference_seconds_count").unwrap_or(0.0) > 0.0,
+        "B did not serve session 2: {mb}"
+    );
+    assert_eq!(active(&scrape(a.metrics_addr).await), Some(1.0));
+    println!("session 2 served by B at {:?}", t0.elapsed());
+    b_down.cancel();
+    b.task.await.expect("B joins").expect("B drains");
+    // B's last fetch (2 s) may outlive it: a claim it would take is lost to it until the
+    // claim's ack wait ends.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // A alone: it takes session 3 after the grace period although still behind, without
+    // making it wait for session 1 to end.
+    let third = open(SessionId::new(), false);
+    voxbridge_tests::publish_session(&env, &third, &short, 100, false).await;
+    let events = transcript_events(&env, third.session_id, Duration::from_secs(120)).await;
+    assert!(!final_texts(&events).is_empty());
+    println!("session 3 served by A at {:?}", t0.elapsed());
+    assert!(
+        !feeder.is_finished(),
+        "session 3 waited for session 1's audio to end"
+    );
+    feeder.await.expect("feeder");
+    let events = transcript_events(&env, first.session_id, Duration::from_secs(300)).await;
+    assert_committed_text_never_changes(&events);
+    assert!(!final_texts(&events).is_empty());
+    a_down.cancel();
+}
+
 #[tokio::test]
 async fn every_final_becomes_a_translation_request_per_target() {
     let env = TestEnv::new();
