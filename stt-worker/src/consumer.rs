@@ -116,8 +116,8 @@ impl SttMetrics {
 /// When a worker claims another live session (`--admit-behind-ms`, `--admit-grace-ms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admission {
-    /// A worker is behind when one of its real-time sessions waited this long (ms) or longer
-    /// for its last chunk to be processed.
+    /// A worker is behind when one of its real-time sessions is this far (ms) behind real time
+    /// or further ([`Backlog`]).
     pub behind_ms: u64,
     /// How long a worker behind leaves waiting claims to other workers before it takes them
     /// itself; zero turns admission control off.

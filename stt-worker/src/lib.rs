@@ -72,9 +72,9 @@ pub struct Config {
     /// Live sessions one worker owns at once.
     #[arg(long, env = "VOXBRIDGE_STT_MAX_SESSIONS", default_value_t = 4)]
     pub max_sessions: usize,
-    /// A worker one of whose real-time sessions waited this long (ms) for its last chunk to be
-    /// processed is behind real time, and leaves new sessions to other workers for
-    /// `--admit-grace-ms` before it takes them itself.
+    /// A worker one of whose real-time sessions is this far (ms) behind real time (its audio
+    /// waiting to be recognised) leaves new sessions to other workers for `--admit-grace-ms`
+    /// before it takes them itself.
     #[arg(long, env = "VOXBRIDGE_STT_ADMIT_BEHIND_MS", default_value_t = 3000)]
     pub admit_behind_ms: u64,
     /// How long (ms) a worker behind real time leaves a waiting session claim to other workers
