@@ -106,6 +106,15 @@ pub struct Config {
     /// decoder's caches grow with batch × beam). 0 = no limit.
     #[arg(long, env = "VOXBRIDGE_MT_MAX_DECODE_BATCH", default_value_t = 6)]
     pub max_decode_batch: usize,
+    /// Memory lever: heap blocks of at least this many KiB get their own memory mapping,
+    /// returned to the system as soon as they are freed (glibc's `M_MMAP_THRESHOLD`). glibc's
+    /// own threshold rises to the largest block freed (up to 32 MiB), after which the
+    /// decoder's growing per-step buffers stay in the heap: 1024 lowered the worker's peak
+    /// under load by 0.1–0.25 GB, but batches then pay page faults for those buffers at every
+    /// step (a batch of 4 cost 2.2–2.6× one text instead of 1.4–1.8×; docs/BENCHMARKS.md), so
+    /// it is off by default. 0 = glibc's default.
+    #[arg(long, env = "VOXBRIDGE_MT_MMAP_THRESHOLD_KB", default_value_t = 0)]
+    pub mmap_threshold_kb: usize,
     /// Most requests in one micro-batch.
     #[arg(long, env = "VOXBRIDGE_MT_MAX_BATCH", default_value_t = 16)]
     pub max_batch: usize,
@@ -196,6 +205,9 @@ pub async fn start(
     let job_metrics = jobs::JobMetrics::register(&mut registry);
     let cache_metrics = cache::CacheMetrics::register(&mut registry);
 
+    if config.mmap_threshold_kb > 0 {
+        translator::set_mmap_threshold(config.mmap_threshold_kb * 1024);
+    }
     let load_started = std::time::Instant::now();
     let model_dir = config.model.clone();
     let options = config.translator_options();

@@ -545,6 +545,23 @@ fn release_free_heap() {
     }
 }
 
+/// Makes every heap block of `bytes` or more its own memory mapping, unmapped when freed
+/// (glibc's `M_MMAP_THRESHOLD`; this also stops glibc from raising the threshold by itself).
+/// Process-wide. A no-op where the allocator is not glibc's.
+#[allow(unsafe_code)]
+pub fn set_mmap_threshold(bytes: usize) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt only sets a parameter of the allocator; it is thread-safe.
+        if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, value) } != 1 {
+            tracing::warn!(bytes, "mallopt(M_MMAP_THRESHOLD) refused the value");
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = bytes;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
