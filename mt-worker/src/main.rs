@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+/// With the `jemalloc` feature, jemalloc replaces glibc's allocator for the whole process.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = voxbridge_mt::Config::parse();
