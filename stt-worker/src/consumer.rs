@@ -113,9 +113,12 @@ impl SttMetrics {
     }
 }
 
-/// When a worker claims another live session (`--admit-behind-ms`, `--admit-grace-ms`).
+/// When a worker claims another live session (`--max-sessions`, `--admit-behind-ms`,
+/// `--admit-grace-ms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admission {
+    /// Live sessions one worker owns at once.
+    pub max_sessions: usize,
     /// A worker is behind when one of its real-time sessions is this far (ms) behind real time
     /// or further ([`Backlog`]).
     pub behind_ms: u64,
@@ -188,7 +191,6 @@ pub struct Worker {
     transcriber: Arc<Transcriber>,
     metrics: SttMetrics,
     in_flight: Arc<AtomicU32>,
-    max_sessions: usize,
     admission: Admission,
     settings: SessionSettings,
     active: Arc<Mutex<HashSet<SessionId>>>,
@@ -201,7 +203,6 @@ impl Worker {
         transcriber: Arc<Transcriber>,
         metrics: SttMetrics,
         in_flight: Arc<AtomicU32>,
-        max_sessions: usize,
         admission: Admission,
         settings: SessionSettings,
         audio_jobs: crate::jobs::AudioJobs,
@@ -211,7 +212,6 @@ impl Worker {
             transcriber,
             metrics,
             in_flight,
-            max_sessions,
             admission,
             settings,
             active: Arc::default(),
@@ -227,7 +227,7 @@ impl Worker {
         let jobs = self.pull(streams::JOBS, consumers::JOBS_AUDIO).await?;
         let tracker = TaskTracker::new();
         let jobs_task = tokio::spawn(self.audio_jobs.clone().run(jobs, shutdown.clone()));
-        let slots = Arc::new(Semaphore::new(self.max_sessions));
+        let slots = Arc::new(Semaphore::new(self.admission.max_sessions));
         loop {
             let slot = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -322,7 +322,9 @@ impl Worker {
     ) -> Option<Duration> {
         const FETCH: Duration = Duration::from_secs(2);
         const TAKE_WAITING: Duration = Duration::from_millis(250);
-        let Admission { behind_ms, grace } = self.admission;
+        let Admission {
+            behind_ms, grace, ..
+        } = self.admission;
         if grace.is_zero() {
             return Some(FETCH);
         }

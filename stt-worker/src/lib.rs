@@ -284,8 +284,8 @@ pub async fn start(
         transcriber,
         metrics,
         in_flight,
-        config.max_sessions,
         consumer::Admission {
+            max_sessions: config.max_sessions,
             behind_ms: config.admit_behind_ms,
             grace: std::time::Duration::from_millis(config.admit_grace_ms),
         },
