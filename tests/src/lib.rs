@@ -490,8 +490,20 @@ pub async fn stream_session(
     chunk_ms: usize,
     realtime: bool,
 ) {
+    let open = session_open(session, source_lang, targets, false);
+    publish_session(env, &open, samples, chunk_ms, realtime).await;
+}
+
+/// The open message of a test session (16 kHz, client "test"); `realtime` marks a session whose
+/// audio arrives at the pace of speech (a worker behind it catches up and counts it as behind).
+pub fn session_open(
+    session: voxbridge_shared::SessionId,
+    source_lang: Option<&str>,
+    targets: &[&str],
+    realtime: bool,
+) -> voxbridge_shared::messages::SessionOpen {
     use voxbridge_shared::messages::*;
-    let open = SessionOpen {
+    SessionOpen {
         v: 1,
         session_id: session,
         source_lang: source_lang.map(str::to_string),
@@ -499,9 +511,8 @@ pub async fn stream_session(
         sample_rate_hz: AUDIO_SAMPLE_RATE_HZ,
         opened_at_ms: now_unix_ms(),
         client: Some("test".into()),
-        realtime: false,
-    };
-    publish_session(env, &open, samples, chunk_ms, realtime).await;
+        realtime,
+    }
 }
 
 /// [`stream_session`] with the session's open message as given.

@@ -198,16 +198,7 @@ async fn a_worker_behind_real_time_catches_up() {
     let wav = audio_dir().join("jfk.wav");
     let samples = read_wav(&wav);
     let session = SessionId::new();
-    let open = voxbridge_shared::messages::SessionOpen {
-        v: 1,
-        session_id: session,
-        source_lang: Some("eng_Latn".into()),
-        target_langs: Vec::new(),
-        sample_rate_hz: 16_000,
-        opened_at_ms: now_unix_ms(),
-        client: Some("test".into()),
-        realtime: true,
-    };
+    let open = voxbridge_tests::session_open(session, Some("eng_Latn"), &[], true);
     // All audio is stored before the worker reads the first chunk.
     voxbridge_tests::publish_session(&env, &open, &samples, 100, false).await;
     let events = transcript_events(&env, session, Duration::from_secs(600)).await;
@@ -236,16 +227,8 @@ async fn a_worker_behind_real_time_catches_up() {
 #[tokio::test]
 async fn a_worker_behind_real_time_leaves_new_sessions_to_a_worker_that_keeps_up() {
     let env = std::sync::Arc::new(TestEnv::new());
-    let open = |session_id, realtime| voxbridge_shared::messages::SessionOpen {
-        v: 1,
-        session_id,
-        source_lang: Some("eng_Latn".into()),
-        target_langs: Vec::new(),
-        sample_rate_hz: 16_000,
-        opened_at_ms: now_unix_ms(),
-        client: Some("test".into()),
-        realtime,
-    };
+    let open =
+        |session, realtime| voxbridge_tests::session_open(session, Some("eng_Latn"), &[], realtime);
     let active = |metrics: &str| metric_value(metrics, "voxbridge_stt_active_sessions");
     // A counts as behind as soon as its session has any lag.
     let a_down = CancellationToken::new();
