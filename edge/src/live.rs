@@ -104,6 +104,7 @@ pub struct LiveMetrics {
     pub first_partial_seconds: Histogram,
     pub final_latency_seconds: Histogram,
     pub translation_latency_seconds: Histogram,
+    pub claim_wait_seconds: Histogram,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -136,6 +137,7 @@ impl LiveMetrics {
             first_partial_seconds: latency(),
             final_latency_seconds: latency(),
             translation_latency_seconds: latency(),
+            claim_wait_seconds: latency(),
         };
         let r = registry.sub_registry_with_prefix("voxbridge_edge_live");
         r.register(
@@ -177,6 +179,11 @@ impl LiveMetrics {
             "translation_latency_seconds",
             "From receiving the audio that ends a sentence to pushing its translation",
             m.translation_latency_seconds.clone(),
+        );
+        r.register(
+            "claim_wait_seconds",
+            "From a new session's start to a recogniser claiming it (the client is told it waits)",
+            m.claim_wait_seconds.clone(),
         );
         m
     }
@@ -798,6 +805,19 @@ impl Connection {
                 false,
             );
         }
+        // A new session waits in the SESSIONS queue until a recogniser claims it (at once when
+        // one has room; seconds when every worker is busy or behind). Say so, so the speaker
+        // knows their words are kept; the claim event (below, in the pump) ends the wait.
+        let opened = (role == Role::Speaker && !started.resumed).then(tokio::time::Instant::now);
+        if opened.is_some() {
+            self.outbox.event(
+                "status",
+                json!({
+                    "state": "waiting",
+                    "message": "waiting for a recogniser; your audio is kept",
+                }),
+            );
+        }
 
         let marks = Arc::new(Mutex::new(AudioMarks::default()));
         let pump_done = CancellationToken::new();
@@ -811,6 +831,7 @@ impl Connection {
                 end_grace: settings.end_grace,
                 marks: (role == Role::Speaker).then(|| marks.clone()),
                 metrics: self.state.metrics.clone(),
+                opened,
             }
             .run(pump_done.clone()),
         );
@@ -1138,6 +1159,8 @@ struct Pump {
     end_grace: Duration,
     marks: Option<Arc<Mutex<AudioMarks>>>,
     metrics: LiveMetrics,
+    /// When this connection opened a new session (its wait for a claim is measured).
+    opened: Option<tokio::time::Instant>,
 }
 
 #[derive(Clone, Copy)]
@@ -1271,6 +1294,15 @@ impl Pump {
                         TranscriptEvent::Error(e) => Some(("error", json!({
                             "code": e.error.code, "message": e.error.message, "fatal": false,
                         }))),
+                        TranscriptEvent::Claimed(c) => {
+                            if !replayed && c.delivery == 1 && let Some(opened) = self.opened {
+                                self.metrics.claim_wait_seconds.observe(opened.elapsed().as_secs_f64());
+                            }
+                            Some(("status", json!({
+                                "state": "recognising", "resumed_from_ms": c.resumed_from_ms,
+                                "delivery": c.delivery,
+                            })))
+                        }
                         TranscriptEvent::Ended(e) => {
                             let end = json!({
                                 "reason": serde_json::to_value(e.reason).unwrap_or(Value::Null),

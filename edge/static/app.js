@@ -104,6 +104,9 @@ function setStatus(state, message = '') {
   vb.state.statusMessage = message;
   let text = STATUS_TEXT[state] || state;
   if (state === 'live' && listenerMode) text = 'Live: listening.';
+  if (state === 'live' && vb.state.recogniser === 'waiting') {
+    text = `${text} Waiting for a recogniser: your words are kept and appear when one is free.`;
+  }
   if (message) text = state === 'error' ? `Error: ${message}` : `${text} ${message}`;
   els.status.textContent = text;
   els.status.dataset.state = state;
@@ -572,6 +575,9 @@ function handleEvent(ev) {
     case 'final':
     case 'translation':
       renderSegment(r.segmentId);
+      break;
+    case 'status':
+      if (vb.state.status === 'live') setStatus('live', vb.state.statusMessage);
       break;
     case 'error': {
       const err = vb.state.lastError;

@@ -256,6 +256,7 @@ export function createState(role = 'speaker') {
     segments: [], // [{id, stable, unstable, revision, final, text, lang, index, startMs, endMs, translations}]
     segmentPos: {}, // segment id -> position in `segments`
     finalCount: 0,
+    recogniser: null, // null (not told yet), 'waiting' (no recogniser has the session yet) or 'recognising'
     lastError: null, // last error event {code, message, fatal}
     fatal: null, // last fatal error event
     ended: false,
@@ -368,6 +369,12 @@ export function applyEvent(state, ev) {
       if (err.fatal) state.fatal = err;
       return { applied: true, kind: 'error' };
     }
+    case 'status':
+      // `waiting` until a recogniser claims the session, then `recognising` (again after a
+      // failover, with `resumed_from_ms` > 0).
+      if (ev.state !== 'waiting' && ev.state !== 'recognising') return { applied: false, kind: 'invalid' };
+      state.recogniser = ev.state;
+      return { applied: true, kind: 'status' };
     case 'end':
       state.ended = true;
       state.end = { reason: ev.reason ?? null, finalCount: ev.final_count ?? null, audioMs: ev.audio_ms ?? null };

@@ -270,6 +270,26 @@ pub struct SessionEnded {
 }
 wire!(SessionEnded, 1, "session.ended");
 
+/// A recogniser took the session: published by the STT worker when it claims a session from the
+/// SESSIONS work queue (and again by the worker that resumes it after a failover), before it
+/// reads the audio. Until then the session's audio waits in JetStream, kept, and the edge tells
+/// its clients they are waiting for a recogniser.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionClaimed {
+    #[serde(default = "v1")]
+    pub v: u16,
+    pub session_id: SessionId,
+    /// The claiming worker's instance name (logs, not routing).
+    pub worker: String,
+    /// Audio time recognition starts from: 0 for a new session, the checkpoint's position when
+    /// a worker resumes one.
+    pub resumed_from_ms: u64,
+    /// How many times the SESSIONS queue has delivered this claim (1 = first claim).
+    pub delivery: u64,
+    pub emitted_at_ms: UnixMs,
+}
+wire!(SessionClaimed, 1, "session.claimed");
+
 /// What travels on `vb.transcript.<session>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -282,6 +302,9 @@ pub enum TranscriptEvent {
     Error(ErrorEvent),
     #[serde(rename = "session.ended")]
     Ended(SessionEnded),
+    /// Added in schema 1 (additive: readers of older builds skip what they cannot decode).
+    #[serde(rename = "session.claimed")]
+    Claimed(SessionClaimed),
 }
 wire_enum!(
     TranscriptEvent,
@@ -290,7 +313,8 @@ wire_enum!(
     Partial,
     Final,
     Error,
-    Ended
+    Ended,
+    Claimed
 );
 
 // ---------------------------------------------------------------------------------------------

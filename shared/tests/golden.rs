@@ -1,6 +1,8 @@
 //! Encoded samples of every wire type (`shared/fixtures/v1/*.msgpack`) must keep decoding to the
 //! same values: a change that breaks an old payload fails here. Regenerate only for a deliberate
-//! additive change: `VOXBRIDGE_BLESS=1 cargo test -p voxbridge-shared --test golden`.
+//! additive change: `VOXBRIDGE_BLESS=1 cargo test -p voxbridge-shared --test golden`, then
+//! restore with git the fixtures of types that gained fields (keep their old bytes: they prove old
+//! payloads still decode) and commit only the new ones.
 
 use std::path::PathBuf;
 
@@ -149,6 +151,18 @@ fn samples() -> Vec<Sample> {
             })
         ),
         sample!(
+            "session_claimed",
+            TranscriptEvent,
+            TranscriptEvent::Claimed(SessionClaimed {
+                v: 1,
+                session_id: session(),
+                worker: "stt-1".into(),
+                resumed_from_ms: 4_200,
+                delivery: 2,
+                emitted_at_ms: T,
+            })
+        ),
+        sample!(
             "mt_request",
             MtRequest,
             MtRequest {
@@ -287,7 +301,7 @@ fn committed_fixtures_still_decode() {
         std::fs::create_dir_all(dir()).expect("mkdir");
     }
     let samples = samples();
-    assert_eq!(samples.len(), 16);
+    assert_eq!(samples.len(), 17);
     for (name, bytes, check) in samples {
         let path = dir().join(format!("{name}.msgpack"));
         if bless {

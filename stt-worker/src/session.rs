@@ -1,5 +1,6 @@
-//! One live session owned by this worker: read its audio in order from the AUDIO stream (from
-//! the start, or from its checkpoint), run the streaming [`Policy`] on a blocking thread, publish
+//! One live session owned by this worker: say so (`session.claimed`, which the edge shows its
+//! clients), read its audio in order from the AUDIO stream (from the start, or from its
+//! checkpoint), run the streaming [`Policy`] on a blocking thread, publish
 //! partials, finals and one MT request per final and target language, and keep the session claim
 //! alive with progress acks. The session ends on its close marker or after an idle timeout: the
 //! last words are flushed as finals, a `session.ended` event is published, the checkpoint is
@@ -30,8 +31,8 @@ use tokio_util::sync::CancellationToken;
 use voxbridge_shared::codec;
 use voxbridge_shared::messages::{
     AUDIO_SAMPLE_RATE_HZ, AudioChunk, AudioEvent, CloseReason, ErrorEvent, ErrorInfo, MtRequest,
-    SessionEnded, SessionOpen, TranscriptEvent, TranscriptFinal, TranscriptPartial, WordTiming,
-    now_unix_ms,
+    SessionClaimed, SessionEnded, SessionOpen, TranscriptEvent, TranscriptFinal, TranscriptPartial,
+    WordTiming, now_unix_ms,
 };
 use voxbridge_shared::service::ServiceContext;
 use voxbridge_shared::subjects::{buckets, streams};
@@ -93,10 +94,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let session_id = open.session_id;
+    // 1 for a first claim, more when another worker's claim was redelivered.
+    let delivery = claim
+        .info()
+        .map(|i| u64::try_from(i.delivered).unwrap_or(1))
+        .unwrap_or(1);
     let keep_alive = spawn_keep_alive(claim.clone(), settings.keep_alive);
     metrics.active_sessions.inc();
     let outcome = match Session::start(ctx, transcriber, metrics.clone(), settings, open).await {
-        Ok(session) => session.run(&shutdown).await,
+        Ok(session) => session.run(&shutdown, delivery).await,
         Err(error) => Err(error),
     };
     keep_alive.cancel();
@@ -240,11 +246,26 @@ impl Session {
         self.open.session_id
     }
 
-    async fn run(mut self, shutdown: &CancellationToken) -> Result<(), SessionError> {
+    async fn run(
+        mut self,
+        shutdown: &CancellationToken,
+        delivery: u64,
+    ) -> Result<(), SessionError> {
         if self.policy.is_none() {
             tracing::info!(session_id = %self.id(), "session already finished; acknowledging the claim");
             return Ok(());
         }
+        // Tells the session's clients a recogniser has it (they were told they wait for one).
+        let claimed = TranscriptEvent::Claimed(SessionClaimed {
+            v: 1,
+            session_id: self.id(),
+            worker: self.ctx.instance.clone(),
+            resumed_from_ms: self.expected_sample / 16,
+            delivery,
+            emitted_at_ms: now_unix_ms(),
+        });
+        self.publish_transcript(&claimed, &format!("c-{}-{delivery}", self.id()))
+            .await?;
         let stream = self
             .ctx
             .js

@@ -176,6 +176,21 @@ async fn the_page_shows_the_transcript_of_a_microphone_in_chromium() {
         )
         .await
         .expect("read events");
+    // The page was told a recogniser took the session (it said "waiting" until then).
+    let recogniser = browser
+        .execute(
+            "return window.voxbridge && window.voxbridge.state.recogniser",
+            vec![],
+        )
+        .await
+        .expect("read the recogniser state");
+    let status_text = browser
+        .find(Locator::Css("#status"))
+        .await
+        .expect("#status")
+        .text()
+        .await
+        .unwrap_or_default();
     let diagnostics = browser
         .execute(
             "const v = window.voxbridge || {}; return JSON.stringify({stats: v.stats, \
@@ -193,6 +208,8 @@ async fn the_page_shows_the_transcript_of_a_microphone_in_chromium() {
         w * 100.0
     );
     translations.expect("a translation shown under a sentence");
+    assert_eq!(recogniser, json!("recognising"), "{diagnostics}");
+    assert!(!status_text.contains("Waiting"), "{status_text}");
     assert!(
         events.as_u64().unwrap_or(0) > 2,
         "events seen by the page: {events}"

@@ -149,6 +149,25 @@ async fn a_live_session_is_transcribed_and_every_final_translated() {
     println!("jfk over /v1/live: WER {:.1}% {text:?}", w * 100.0);
     assert!(w <= 0.10, "WER {:.1}% > 10%: {text:?}", w * 100.0);
     assert_translation_per_final(events, &["vi", "fr"]);
+    // The speaker was told it waits for a recogniser (right after `ready`), then that one took
+    // the session, before any transcript.
+    let states: Vec<(usize, &str)> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e["type"] == "status")
+        .map(|(i, e)| (i, e["state"].as_str().unwrap_or_default()))
+        .collect();
+    let first_transcript = events
+        .iter()
+        .position(|e| e["type"] == "transcript.partial")
+        .expect("a partial");
+    assert_eq!(states.first(), Some(&(1, "waiting")), "{events:#?}");
+    assert!(
+        states
+            .iter()
+            .any(|&(i, state)| state == "recognising" && i < first_transcript),
+        "{events:#?}"
+    );
 
     // The listener saw the same session: the same finals and translations.
     let pick = |events: &[Value]| -> Vec<Value> {
@@ -164,6 +183,7 @@ async fn a_live_session_is_transcribed_and_every_final_translated() {
     for series in [
         "voxbridge_edge_live_first_partial_seconds_count",
         "voxbridge_edge_live_translation_latency_seconds_count",
+        "voxbridge_edge_live_claim_wait_seconds_count",
     ] {
         assert!(
             metric_value(&metrics, series).unwrap_or(0.0) > 0.0,
@@ -222,9 +242,11 @@ async fn a_resumed_session_loses_and_repeats_nothing() {
     // Numbering continues across the reconnect.
     let all: Vec<Value> = before.iter().chain(b.events.iter()).cloned().collect();
     assert_numbered_from_one(&all);
+    // `ready` and the "waiting for a recogniser" status belong to the connection, not the
+    // session's stored events.
     let speaker: Vec<Value> = all
         .iter()
-        .filter(|e| e["type"] != "ready")
+        .filter(|e| e["type"] != "ready" && e["state"] != "waiting")
         .map(content)
         .collect();
 
@@ -248,6 +270,47 @@ async fn a_resumed_session_loses_and_repeats_nothing() {
     );
     assert!(!final_texts(&full).is_empty());
     assert_translation_per_final(&replay.events, &["vi"]);
+    shutdown.cancel();
+}
+
+/// With no recogniser running, a new session is told it waits, and its audio is kept: a
+/// recogniser started later claims it, says so, and transcribes all of it.
+#[tokio::test]
+async fn a_session_waits_for_a_recogniser_and_its_audio_is_kept() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let edge = start_edge(&env, &[], shutdown.clone()).await;
+
+    let wav = audio_dir().join("jfk.wav");
+    let mut speaker = LiveClient::connect(edge.addr, None).await;
+    speaker
+        .send_json(json!({"type": "start", "source": "en", "targets": [], "realtime": false}))
+        .await;
+    speaker.wait_for("ready", Duration::from_secs(10)).await;
+    let status = speaker.wait_for("status", Duration::from_secs(10)).await;
+    assert_eq!(status["state"], "waiting", "{status}");
+    speaker.send_audio(&read_wav(&wav), 100, false).await;
+    // Nobody claims it: no news for a while.
+    assert!(
+        speaker.next(Duration::from_secs(2)).await.is_none(),
+        "{:#?}",
+        speaker.events
+    );
+
+    let _stt = start_stt_worker(&env, &[], shutdown.clone()).await;
+    let status = speaker.wait_for("status", Duration::from_secs(30)).await;
+    assert_eq!(status["state"], "recognising", "{status}");
+    assert_eq!(status["resumed_from_ms"], 0);
+    assert_eq!(status["delivery"], 1);
+    speaker.stop().await;
+    assert_eq!(speaker.read_to_close(LONG).await.map(|c| c.0), Some(1000));
+    let text = final_texts(&speaker.events).join(" ");
+    let w = wer(&text, &reference_text(&wav));
+    assert!(w <= 0.10, "WER {:.1}% > 10%: {text:?}", w * 100.0);
+
+    let metrics = scrape(edge.addr).await;
+    let waited = metric_value(&metrics, "voxbridge_edge_live_claim_wait_seconds_sum");
+    assert!(waited.is_some_and(|s| s >= 2.0), "{waited:?}");
     shutdown.cancel();
 }
 

@@ -368,6 +368,7 @@ async fn silence_yields_no_text() {
             TranscriptEvent::Final(f) => panic!("text from silence: {f:?}"),
             TranscriptEvent::Ended(e) => assert_eq!(e.final_count, 0),
             TranscriptEvent::Error(e) => panic!("unexpected error {e:?}"),
+            TranscriptEvent::Claimed(c) => assert_eq!(c.delivery, 1),
         }
     }
     let metrics = scrape(worker.metrics_addr).await;
@@ -548,6 +549,18 @@ async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
         finals, reference,
         "the failover run must have no gap and no duplicate"
     );
+    // Each claim told the session's clients who has it: the victim's first, the rescuer's on
+    // a redelivery.
+    let claims: Vec<(u64, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            TranscriptEvent::Claimed(c) => Some((c.delivery, c.resumed_from_ms)),
+            _ => None,
+        })
+        .collect();
+    println!("claims (delivery, resumed from ms): {claims:?}");
+    assert_eq!(claims.first().map(|c| c.0), Some(1), "{claims:?}");
+    assert!(claims.iter().any(|c| c.0 >= 2), "{claims:?}");
     shutdown.cancel();
 }
 

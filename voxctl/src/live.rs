@@ -343,6 +343,9 @@ pub async fn run_live(args: &LiveArgs) -> anyhow::Result<i32> {
             }
             match event["type"].as_str() {
                 Some("ready") => eprintln!("session {} ready", event["session_id"]),
+                Some("status") if event["state"] == "waiting" => {
+                    eprintln!("waiting for a recogniser (the audio is kept)")
+                }
                 Some("transcript.final") => println!("{}", event["text"].as_str().unwrap_or("")),
                 Some("translation") => println!(
                     "  [{}] {}",

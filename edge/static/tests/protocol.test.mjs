@@ -260,6 +260,18 @@ test('errors and end', () => {
   assert.equal(applyEvent(st, { type: 'future.thing', seq: 4 }).kind, 'unknown');
 });
 
+test('status: waiting for a recogniser, then recognising', () => {
+  const st = createState();
+  applyEvent(st, ready());
+  assert.equal(st.recogniser, null);
+  assert.deepEqual(applyEvent(st, { type: 'status', seq: 2, cursor: 'c2', state: 'waiting' }), { applied: true, kind: 'status' });
+  assert.equal(st.recogniser, 'waiting');
+  applyEvent(st, { type: 'status', seq: 3, cursor: 'c3', state: 'recognising', resumed_from_ms: 0, delivery: 1 });
+  assert.equal(st.recogniser, 'recognising');
+  assert.equal(applyEvent(st, { type: 'status', seq: 4, cursor: 'c4', state: 'sleeping' }).applied, false);
+  assert.equal(st.recogniser, 'recognising');
+});
+
 /* ---------------- audio framing ---------------- */
 
 test('AudioQueue keeps at most maxBytes, dropping the oldest', () => {
