@@ -112,7 +112,8 @@ pub struct Config {
     /// decoder's growing per-step buffers stay in the heap: 1024 lowered the worker's peak
     /// under load by 0.1–0.25 GB, but batches then pay page faults for those buffers at every
     /// step (a batch of 4 cost 2.2–2.6× one text instead of 1.4–1.8×; docs/BENCHMARKS.md), so
-    /// it is off by default. 0 = glibc's default.
+    /// it is off by default. 0 = glibc's default. Only for a worker built with glibc's malloc
+    /// (`--no-default-features`): the default build allocates with jemalloc.
     #[arg(long, env = "VOXBRIDGE_MT_MMAP_THRESHOLD_KB", default_value_t = 0)]
     pub mmap_threshold_kb: usize,
     /// Most requests in one micro-batch.
