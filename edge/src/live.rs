@@ -59,6 +59,10 @@ mod close {
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
+/// How long a closing connection waits for the client's Close reply (RFC 6455 §7.1.1) before
+/// dropping the socket.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
+
 /// A JetStream publish acknowledgement in flight.
 type AckFuture = futures::future::BoxFuture<
     'static,
@@ -964,6 +968,18 @@ impl Connection {
                 }
             }
         }
+        // The closing handshake: read (and drop) what the client still sends — audio in flight
+        // — until its Close reply, so the socket is not closed with unread input: the kernel
+        // would reset the connection, and the client could lose the close frame (1001 became an
+        // abnormal closure) and the events queued before it.
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+            while let Some(Ok(message)) = stream.next().await {
+                if let Message::Close(_) = message {
+                    break;
+                }
+            }
+        })
+        .await;
         self.finish(pump).await;
     }
 

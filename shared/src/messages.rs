@@ -302,7 +302,8 @@ pub enum TranscriptEvent {
     Error(ErrorEvent),
     #[serde(rename = "session.ended")]
     Ended(SessionEnded),
-    /// Added in schema 1 (additive: readers of older builds skip what they cannot decode).
+    /// Added within schema 1: an edge of an older build skips it like any transcript event it
+    /// cannot decode (logged), so workers can be upgraded before edges.
     #[serde(rename = "session.claimed")]
     Claimed(SessionClaimed),
 }

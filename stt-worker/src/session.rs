@@ -260,7 +260,7 @@ impl Session {
             v: 1,
             session_id: self.id(),
             worker: self.ctx.instance.clone(),
-            resumed_from_ms: self.expected_sample / 16,
+            resumed_from_ms: self.expected_sample * 1000 / u64::from(AUDIO_SAMPLE_RATE_HZ),
             delivery,
             emitted_at_ms: now_unix_ms(),
         });
