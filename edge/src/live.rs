@@ -35,7 +35,7 @@ use prometheus_client::metrics::{
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use voxbridge_shared::codec;
 use voxbridge_shared::languages;
@@ -45,7 +45,7 @@ use voxbridge_shared::messages::{
 };
 use voxbridge_shared::nats::publish_with_id;
 use voxbridge_shared::service::ServiceContext;
-use voxbridge_shared::subjects::streams;
+use voxbridge_shared::subjects::{Namespace, streams};
 use voxbridge_shared::{SegmentId, SessionId};
 
 use crate::tokens::{Claims, Role, TokenKey};
@@ -109,6 +109,7 @@ pub struct LiveMetrics {
     pub final_latency_seconds: Histogram,
     pub translation_latency_seconds: Histogram,
     pub claim_wait_seconds: Histogram,
+    pub recognisers_lost: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -142,6 +143,7 @@ impl LiveMetrics {
             final_latency_seconds: latency(),
             translation_latency_seconds: latency(),
             claim_wait_seconds: latency(),
+            recognisers_lost: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("voxbridge_edge_live");
         r.register(
@@ -188,6 +190,11 @@ impl LiveMetrics {
             "claim_wait_seconds",
             "From a new session's start to a recogniser claiming it (the client is told it waits)",
             m.claim_wait_seconds.clone(),
+        );
+        r.register(
+            "recognisers_lost",
+            "Sessions whose recogniser process went away (told to the speaker before another one resumes the session)",
+            m.recognisers_lost.clone(),
         );
         m
     }
@@ -1164,6 +1171,79 @@ async fn next_audio_position(
 // ---------------------------------------------------------------------------------------------
 // Pump: JetStream → client events
 
+/// How often a connection asks whether its session's recogniser is still there.
+const PRESENCE_EVERY: Duration = Duration::from_secs(1);
+/// A recogniser that answers nothing within this is busy, not gone (no conclusion is drawn).
+const PRESENCE_TIMEOUT: Duration = Duration::from_secs(2);
+/// "No responders" this many times in a row means the recogniser is gone (once can be its
+/// connection being re-established).
+const PRESENCE_MISSES: u32 = 2;
+
+/// Watches the presence of the recogniser named in `watched` (an STT worker instance; `None`
+/// while no one has the session) and reports each change as `(instance, present)`. NATS
+/// answers "no responders" at once when the worker's connection is gone — a killed process —
+/// where the claim's redelivery waits for the session ack wait (15 s by default). Ends when
+/// `watched`'s sender or `report`'s receiver is dropped.
+async fn watch_presence(
+    client: async_nats::Client,
+    namespace: Namespace,
+    mut watched: watch::Receiver<Option<String>>,
+    report: mpsc::Sender<(String, bool)>,
+) {
+    use async_nats::client::RequestErrorKind;
+    // The last state reported for the watched instance; a claim implies presence.
+    let mut known: Option<(String, bool)> = None;
+    let mut misses = 0;
+    loop {
+        let current = watched.borrow_and_update().clone();
+        if let Some(instance) = &current {
+            if known.as_ref().is_none_or(|(i, _)| i != instance) {
+                known = Some((instance.clone(), true));
+                misses = 0;
+            }
+            let request = async_nats::Request::new().timeout(Some(PRESENCE_TIMEOUT));
+            let present = match client
+                .send_request(namespace.presence(instance), request)
+                .await
+            {
+                Ok(_) => {
+                    misses = 0;
+                    Some(true)
+                }
+                Err(error) if error.kind() == RequestErrorKind::NoResponders => {
+                    misses += 1;
+                    (misses >= PRESENCE_MISSES).then_some(false)
+                }
+                Err(error) => {
+                    tracing::debug!(%error, %instance, "presence request failed");
+                    None
+                }
+            };
+            if let (Some(present), Some((_, was))) = (present, known.as_mut())
+                && present != *was
+            {
+                *was = present;
+                if report.send((instance.clone(), present)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        tokio::select! {
+            changed = watched.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(PRESENCE_EVERY), if current.is_some() => {}
+        }
+    }
+}
+
+/// The recogniser that has the session, as its last claim said.
+struct Recogniser {
+    instance: String,
+    delivery: u64,
+    resumed_from_ms: u64,
+    /// Its process was found gone (the client was told; a new claim or its return ends it).
+    lost: bool,
+}
+
 struct Pump {
     ctx: ServiceContext,
     outbox: Outbox,
@@ -1231,6 +1311,15 @@ impl Pump {
         let mut translations = self
             .consumer(streams::TRANSLATIONS, ns.translation(&self.session))
             .await?;
+        let (watched, watched_rx) = watch::channel(None::<String>);
+        let (report, mut presence) = mpsc::channel(4);
+        let _watcher = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(watch_presence(
+            self.ctx.client.clone(),
+            ns.clone(),
+            watched_rx,
+            report,
+        )));
+        let mut recogniser: Option<Recogniser> = None;
         let mut finals: HashMap<SegmentId, FinalInfo> = HashMap::new();
         let mut delivered: HashSet<(SegmentId, String)> = HashSet::new();
         let mut ended: Option<(Value, tokio::time::Instant)> = None;
@@ -1311,6 +1400,13 @@ impl Pump {
                             "code": e.error.code, "message": e.error.message, "fatal": false,
                         }))),
                         TranscriptEvent::Claimed(c) => {
+                            watched.send_replace(Some(c.worker.clone()));
+                            recogniser = Some(Recogniser {
+                                instance: c.worker.clone(),
+                                delivery: c.delivery,
+                                resumed_from_ms: c.resumed_from_ms,
+                                lost: false,
+                            });
                             if !replayed && c.delivery == 1 && let Some(opened) = self.opened {
                                 self.metrics.claim_wait_seconds.observe(opened.elapsed().as_secs_f64());
                             }
@@ -1325,6 +1421,7 @@ impl Pump {
                                 "final_count": e.final_count, "audio_ms": e.audio_ms,
                             });
                             ended = Some((end, tokio::time::Instant::now() + self.end_grace));
+                            watched.send_replace(None);
                             None
                         }
                     };
@@ -1344,6 +1441,34 @@ impl Pump {
                     if ready && let Some((seq, result)) = pending.take()
                         && !self.translation(seq, result, &finals, &mut delivered)
                     {
+                        return Ok(());
+                    }
+                }
+                // The recogniser's process went away (or came back): the client learns it now,
+                // not when the claim is redelivered to another one.
+                Some((instance, present)) = presence.recv() => {
+                    let Some(r) = recogniser.as_mut().filter(|r| r.instance == instance && ended.is_none()) else {
+                        continue;
+                    };
+                    let body = match (present, r.lost) {
+                        (false, false) => {
+                            tracing::warn!(session = %self.session, %instance, "the session's recogniser is gone; waiting for its claim to be redelivered");
+                            if self.marks.is_some() {
+                                self.metrics.recognisers_lost.inc();
+                            }
+                            json!({
+                                "state": "waiting", "reason": "recogniser_lost", "delivery": r.delivery,
+                                "message": "the recogniser stopped; another one resumes the session, your audio is kept",
+                            })
+                        }
+                        (true, true) => json!({
+                            "state": "recognising", "resumed_from_ms": r.resumed_from_ms,
+                            "delivery": r.delivery,
+                        }),
+                        _ => continue,
+                    };
+                    r.lost = !present;
+                    if !self.outbox.event("status", body) {
                         return Ok(());
                     }
                 }

@@ -257,6 +257,7 @@ export function createState(role = 'speaker') {
     segmentPos: {}, // segment id -> position in `segments`
     finalCount: 0,
     recogniser: null, // null (not told yet), 'waiting' (no recogniser has the session yet) or 'recognising'
+    recogniserLost: false, // waiting because the session's recogniser stopped (another one resumes it)
     lastError: null, // last error event {code, message, fatal}
     fatal: null, // last fatal error event
     ended: false,
@@ -370,10 +371,12 @@ export function applyEvent(state, ev) {
       return { applied: true, kind: 'error' };
     }
     case 'status':
-      // `waiting` until a recogniser claims the session, then `recognising` (again after a
-      // failover, with `resumed_from_ms` > 0).
+      // `waiting` until a recogniser claims the session, then `recognising`; `waiting` again
+      // with reason `recogniser_lost` when its process stopped, until another one resumes it
+      // (`recognising` with `resumed_from_ms` > 0).
       if (ev.state !== 'waiting' && ev.state !== 'recognising') return { applied: false, kind: 'invalid' };
       state.recogniser = ev.state;
+      state.recogniserLost = ev.state === 'waiting' && ev.reason === 'recogniser_lost';
       return { applied: true, kind: 'status' };
     case 'end':
       state.ended = true;

@@ -103,6 +103,38 @@ impl ServiceContext {
         .await
     }
 
+    /// Answers presence requests ([`Namespace::presence`]) until `until` is cancelled. Not the
+    /// shutdown token: a draining worker still owns its sessions; cancel it when the service
+    /// has finished (a killed process stops answering with its connection).
+    pub async fn serve_presence(
+        &self,
+        until: CancellationToken,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        use futures::StreamExt;
+        let subject = self.namespace.presence(&self.instance);
+        let mut requests = self.client.subscribe(subject).await?;
+        // The subscription is registered with the server once the client has flushed it, so
+        // an edge asking right after this worker claims a session finds a responder.
+        self.client.flush().await?;
+        let client = self.client.clone();
+        Ok(tokio::spawn(async move {
+            loop {
+                let request = tokio::select! {
+                    _ = until.cancelled() => break,
+                    request = requests.next() => match request {
+                        Some(request) => request,
+                        None => break,
+                    },
+                };
+                if let Some(reply) = request.reply
+                    && let Err(error) = client.publish(reply, bytes::Bytes::new()).await
+                {
+                    tracing::debug!(%error, "presence reply not sent");
+                }
+            }
+        }))
+    }
+
     /// Publishes a [`Heartbeat`] every [`HEARTBEAT_INTERVAL`] until `shutdown`.
     pub fn spawn_heartbeat(
         &self,

@@ -186,6 +186,13 @@ impl Namespace {
         self.subject("vb.heartbeat.*.*".into())
     }
 
+    /// A worker process's presence: it answers requests here for as long as it is connected, so
+    /// a request that finds no responder means the process is gone (NATS answers "no
+    /// responders" at once, where a missed heartbeat or an ack wait takes seconds).
+    pub fn presence(&self, instance: &str) -> String {
+        self.subject(format!("vb.presence.{instance}"))
+    }
+
     /// The server's advisory when a consumer gave up on a message (`MaxDeliver` reached).
     /// Advisories are not namespaced by us; the stream name carries the namespace.
     pub fn max_deliveries_advisory(&self, stream_base: &str, consumer: &str) -> String {

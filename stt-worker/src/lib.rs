@@ -252,6 +252,10 @@ pub async fn start(
         .serve_ops(config.metrics_addr, registry, shutdown.clone())
         .await?;
     ctx.spawn_heartbeat(in_flight.clone(), shutdown.clone());
+    // The edge asks whether the worker that claimed a session is still there (and tells the
+    // session's clients when it is not); answered until the worker has drained.
+    let presence = CancellationToken::new();
+    ctx.serve_presence(presence.clone()).await?;
     for (stream, consumer) in [
         (streams::SESSIONS, consumers::STT_SESSIONS),
         (streams::JOBS, consumers::JOBS_AUDIO),
@@ -292,7 +296,10 @@ pub async fn start(
         session_settings,
         audio_jobs,
     );
-    let task = tokio::spawn(worker.run(shutdown));
+    let task = tokio::spawn(async move {
+        let _presence = presence.drop_guard();
+        worker.run(shutdown).await
+    });
     Ok(Running {
         metrics_addr,
         instance,

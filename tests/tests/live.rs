@@ -168,6 +168,11 @@ async fn a_live_session_is_transcribed_and_every_final_translated() {
             .any(|&(i, state)| state == "recognising" && i < first_transcript),
         "{events:#?}"
     );
+    // Its recogniser stayed: the edge, asking every second, never found it gone.
+    assert!(
+        events.iter().all(|e| e["reason"] != "recogniser_lost"),
+        "{events:#?}"
+    );
 
     // The listener saw the same session: the same finals and translations.
     let pick = |events: &[Value]| -> Vec<Value> {
@@ -311,6 +316,60 @@ async fn a_session_waits_for_a_recogniser_and_its_audio_is_kept() {
     let metrics = scrape(edge.addr).await;
     let waited = metric_value(&metrics, "voxbridge_edge_live_claim_wait_seconds_sum");
     assert!(waited.is_some_and(|s| s >= 2.0), "{waited:?}");
+    shutdown.cancel();
+}
+
+/// A recogniser process killed mid-session: its speaker is told at once that the session waits
+/// again (before any other recogniser has it: none runs), then that another one resumed it, and
+/// gets all its words.
+#[tokio::test]
+async fn the_speaker_is_told_when_its_recogniser_dies_and_when_another_resumes() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let edge = start_edge(&env, &[], shutdown.clone()).await;
+    let port = voxbridge_tests::free_port();
+    let mut args = vec![
+        "--metrics-addr".to_string(),
+        format!("127.0.0.1:{port}"),
+        "--model".to_string(),
+        voxbridge_tests::whisper_tiny_en()
+            .to_string_lossy()
+            .into_owned(),
+    ];
+    args.extend(TestEnv::topology_flags().iter().map(|s| s.to_string()));
+    let mut victim = voxbridge_tests::spawn_healthy(&env, "voxbridge-stt", &args, port).await;
+
+    let wav = audio_dir().join("jfk.wav");
+    let mut speaker = LiveClient::connect(edge.addr, None).await;
+    speaker.start("en", &[]).await;
+    speaker.wait_for("ready", Duration::from_secs(10)).await;
+    speaker.send_audio(&read_wav(&wav), 100, false).await;
+    speaker.wait_for("transcript.final", LONG).await;
+    victim.kill().expect("SIGKILL");
+    victim.wait().expect("reap");
+
+    let lost = speaker.wait_for("status", Duration::from_secs(60)).await;
+    assert_eq!(lost["state"], "waiting", "{lost}");
+    assert_eq!(lost["reason"], "recogniser_lost", "{lost}");
+    assert_eq!(lost["delivery"], 1, "{lost}");
+    let metrics = scrape(edge.addr).await;
+    assert_eq!(
+        metric_value(&metrics, "voxbridge_edge_live_recognisers_lost_total"),
+        Some(1.0)
+    );
+
+    let _rescuer = start_stt_worker(&env, &[], shutdown.clone()).await;
+    let resumed = speaker.wait_for("status", Duration::from_secs(60)).await;
+    assert_eq!(resumed["state"], "recognising", "{resumed}");
+    assert_eq!(resumed["delivery"], 2, "{resumed}");
+    speaker.stop().await;
+    assert_eq!(speaker.read_to_close(LONG).await.map(|c| c.0), Some(1000));
+    let text = final_texts(&speaker.events).join(" ");
+    let w = wer(&text, &reference_text(&wav));
+    println!("with failover: {text:?} (WER {:.1}%)", w * 100.0);
+    // All its words: losing one of jfk's four sentences costs at least 30 %; that the text
+    // equals an uninterrupted run's exactly is the STT failover test's (tests/stt.rs).
+    assert!(w <= 0.20, "WER {:.1}% > 20%: {text:?}", w * 100.0);
     shutdown.cancel();
 }
 

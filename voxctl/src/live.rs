@@ -343,9 +343,16 @@ pub async fn run_live(args: &LiveArgs) -> anyhow::Result<i32> {
             }
             match event["type"].as_str() {
                 Some("ready") => eprintln!("session {} ready", event["session_id"]),
+                Some("status") if event["reason"] == "recogniser_lost" => {
+                    eprintln!("the recogniser stopped; waiting for another (the audio is kept)")
+                }
                 Some("status") if event["state"] == "waiting" => {
                     eprintln!("waiting for a recogniser (the audio is kept)")
                 }
+                Some("status") if event["delivery"].as_u64().is_some_and(|d| d > 1) => eprintln!(
+                    "another recogniser resumed the session at {} ms",
+                    event["resumed_from_ms"]
+                ),
                 Some("transcript.final") => println!("{}", event["text"].as_str().unwrap_or("")),
                 Some("translation") => println!(
                     "  [{}] {}",

@@ -270,6 +270,14 @@ test('status: waiting for a recogniser, then recognising', () => {
   assert.equal(st.recogniser, 'recognising');
   assert.equal(applyEvent(st, { type: 'status', seq: 4, cursor: 'c4', state: 'sleeping' }).applied, false);
   assert.equal(st.recogniser, 'recognising');
+  assert.equal(st.recogniserLost, false);
+  // Its process stopped: waiting again, for a known reason, until another one resumes.
+  applyEvent(st, { type: 'status', seq: 5, cursor: 'c5', state: 'waiting', reason: 'recogniser_lost', delivery: 1 });
+  assert.equal(st.recogniser, 'waiting');
+  assert.equal(st.recogniserLost, true);
+  applyEvent(st, { type: 'status', seq: 6, cursor: 'c6', state: 'recognising', resumed_from_ms: 3900, delivery: 2 });
+  assert.equal(st.recogniser, 'recognising');
+  assert.equal(st.recogniserLost, false);
 });
 
 /* ---------------- audio framing ---------------- */
