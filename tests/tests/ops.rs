@@ -163,6 +163,35 @@ async fn each_service_user_can_do_its_job_and_no_more() {
             "{user} must not be able to publish {subject}"
         );
     }
+    // The edge asks an STT worker whether it is there (live sessions' recogniser_lost): the
+    // worker may answer, and the edge may ask. Without these permissions every session would
+    // be reported lost.
+    for ns in [
+        Namespace::default(),
+        Namespace::new("t1").expect("namespace"),
+    ] {
+        let subject = ns.presence("stt-01abc");
+        let stt = connect_as(&server, "stt").await;
+        let mut requests = stt.subscribe(subject.clone()).await.expect("subscribe");
+        stt.flush().await.expect("flush");
+        let answer = tokio::spawn(async move {
+            use futures::StreamExt;
+            let request = requests.next().await.expect("a presence request");
+            stt.publish(request.reply.expect("reply subject"), Bytes::new())
+                .await
+                .expect("reply");
+            stt.flush().await.expect("flush");
+        });
+        let edge = connect_as(&server, "edge").await;
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            edge.request(subject.clone(), Bytes::new()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("no presence answer on {subject} within 5 s"))
+        .unwrap_or_else(|e| panic!("the edge must be able to ask {subject}: {e}"));
+        answer.await.expect("answered");
+    }
 }
 
 /// `voxctl status` against a real NATS with the topology, one MT worker, a queued audio job (no
