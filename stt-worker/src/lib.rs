@@ -256,6 +256,8 @@ pub async fn start(
     // session's clients when it is not); answered until the worker has drained.
     let presence = CancellationToken::new();
     ctx.serve_presence(presence.clone()).await?;
+    // Cancelled when the worker task ends, or here if start-up fails after this point.
+    let presence = presence.drop_guard();
     for (stream, consumer) in [
         (streams::SESSIONS, consumers::STT_SESSIONS),
         (streams::JOBS, consumers::JOBS_AUDIO),
@@ -297,7 +299,7 @@ pub async fn start(
         audio_jobs,
     );
     let task = tokio::spawn(async move {
-        let _presence = presence.drop_guard();
+        let _presence = presence;
         worker.run(shutdown).await
     });
     Ok(Running {
