@@ -666,6 +666,21 @@ pub async fn start_stt_worker(
         .expect("STT worker starts")
 }
 
+/// An STT worker *process* (whisper tiny.en, the tests' topology flags, then `extra`), healthy:
+/// for tests that kill it.
+pub async fn spawn_stt_process(env: &TestEnv, extra: &[&str]) -> Child {
+    let port = free_port();
+    let mut args = vec![
+        "--metrics-addr".to_string(),
+        format!("127.0.0.1:{port}"),
+        "--model".to_string(),
+        whisper_tiny_en().to_string_lossy().into_owned(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(TestEnv::topology_flags().iter().map(|s| s.to_string()));
+    spawn_healthy(env, "voxbridge-stt", &args, port).await
+}
+
 /// Spawns a workspace binary in `env`'s namespace and waits until `/healthz` on `port` is 200.
 pub async fn spawn_healthy(env: &TestEnv, bin: &str, args: &[String], port: u16) -> Child {
     let child = Command::new(bin_path(bin))

@@ -825,16 +825,7 @@ async fn an_stt_worker_killed_mid_transcription_is_replaced_and_the_job_complete
         }
         writer.finalize().expect("finalize");
     }
-    let port = voxbridge_tests::free_port();
-    let model = voxbridge_tests::whisper_tiny_en();
-    let mut args = vec![
-        "--metrics-addr".to_string(),
-        format!("127.0.0.1:{port}"),
-        "--model".into(),
-        model.to_string_lossy().into_owned(),
-    ];
-    args.extend(TestEnv::topology_flags().iter().map(|s| s.to_string()));
-    let mut victim = voxbridge_tests::spawn_healthy(&env, "voxbridge-stt", &args, port).await;
+    let mut victim = voxbridge_tests::spawn_stt_process(&env, &[]).await;
     let submitted = store
         .submit(Submission {
             kind: JobKind::Audio,

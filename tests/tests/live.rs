@@ -327,17 +327,7 @@ async fn the_speaker_is_told_when_its_recogniser_dies_and_when_another_resumes()
     let env = TestEnv::new();
     let shutdown = CancellationToken::new();
     let edge = start_edge(&env, &[], shutdown.clone()).await;
-    let port = voxbridge_tests::free_port();
-    let mut args = vec![
-        "--metrics-addr".to_string(),
-        format!("127.0.0.1:{port}"),
-        "--model".to_string(),
-        voxbridge_tests::whisper_tiny_en()
-            .to_string_lossy()
-            .into_owned(),
-    ];
-    args.extend(TestEnv::topology_flags().iter().map(|s| s.to_string()));
-    let mut victim = voxbridge_tests::spawn_healthy(&env, "voxbridge-stt", &args, port).await;
+    let mut victim = voxbridge_tests::spawn_stt_process(&env, &[]).await;
 
     let wav = audio_dir().join("jfk.wav");
     let mut speaker = LiveClient::connect(edge.addr, None).await;

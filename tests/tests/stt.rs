@@ -490,17 +490,7 @@ async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
     let _ = steady.task.await;
 
     // A worker process takes the session; it is SIGKILLed after its first final.
-    let model = voxbridge_tests::whisper_tiny_en();
-    let port = voxbridge_tests::free_port();
-    let mut args = vec![
-        "--metrics-addr".to_string(),
-        format!("127.0.0.1:{port}"),
-        "--model".to_string(),
-        model.to_string_lossy().into_owned(),
-    ];
-    args.extend(fast.iter().map(|s| s.to_string()));
-    args.extend(TestEnv::topology_flags().iter().map(|s| s.to_string()));
-    let mut victim = voxbridge_tests::spawn_healthy(&env, "voxbridge-stt", &args, port).await;
+    let mut victim = voxbridge_tests::spawn_stt_process(&env, &fast).await;
     let session = SessionId::new();
     let streamer = {
         let env_url = env.nats_url.clone();
