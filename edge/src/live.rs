@@ -1182,7 +1182,7 @@ const PRESENCE_MISSES: u32 = 2;
 /// Watches the presence of the recogniser named in `watched` (an STT worker instance; `None`
 /// while no one has the session) and reports each change as `(instance, present)`. NATS
 /// answers "no responders" at once when the worker's connection is gone — a killed process —
-/// where the claim's redelivery waits for the session ack wait (15 s by default). Ends when
+/// where the claim's redelivery waits for the session ack wait (5 s by default). Ends when
 /// `watched`'s sender or `report`'s receiver is dropped.
 async fn watch_presence(
     client: async_nats::Client,

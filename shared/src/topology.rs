@@ -53,7 +53,7 @@ pub const DEFAULT_DLQ_MAX_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
 pub const DEFAULT_JOB_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 pub const DEFAULT_MT_ACK_WAIT: Duration = Duration::from_secs(30);
-pub const DEFAULT_SESSION_ACK_WAIT: Duration = Duration::from_secs(15);
+pub const DEFAULT_SESSION_ACK_WAIT: Duration = Duration::from_secs(5);
 pub const DEFAULT_JOB_ACK_WAIT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_DELIVER: i64 = 5;
 

@@ -46,6 +46,8 @@ pub struct SttMetrics {
     pub catch_up_audio_seconds: Counter<f64, AtomicU64>,
     /// New session claims this worker, behind real time, left waiting for other workers.
     pub claims_deferred: Counter,
+    /// Sessions this worker stopped because another worker had claimed them since.
+    pub sessions_taken_over: Counter,
 }
 
 impl SttMetrics {
@@ -62,6 +64,7 @@ impl SttMetrics {
             final_latency_seconds: seconds(),
             catch_up_audio_seconds: Counter::default(),
             claims_deferred: Counter::default(),
+            sessions_taken_over: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("voxbridge_stt");
         r.register(
@@ -108,6 +111,12 @@ impl SttMetrics {
             "claims_deferred",
             "New sessions this worker, behind real time, left waiting for a worker that keeps up",
             m.claims_deferred.clone(),
+        );
+        r.register(
+            "sessions_taken_over",
+            "Sessions this worker stopped because another worker claimed them while it was cut \
+             off or paused longer than the session ack wait (it published nothing after that claim)",
+            m.sessions_taken_over.clone(),
         );
         m
     }

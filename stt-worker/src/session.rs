@@ -76,6 +76,9 @@ pub enum SessionError {
     Recognition(String),
     #[error("worker shutting down")]
     Shutdown,
+    /// Another worker has claimed the session since this one last wrote its checkpoint.
+    #[error("another worker has taken the session over")]
+    TakenOver,
 }
 
 fn nats<E: std::fmt::Display>(e: E) -> SessionError {
@@ -113,6 +116,11 @@ pub async fn run(
                 tracing::warn!(%session_id, %error, "could not ack the finished session claim");
             }
             tracing::info!(%session_id, "session finished");
+        }
+        Err(SessionError::TakenOver) => {
+            // The claim message belongs to the other worker's delivery now: leave it alone.
+            metrics.sessions_taken_over.inc();
+            tracing::warn!(%session_id, "another worker took this session over while this one was cut off or paused; stopped it without publishing");
         }
         Err(SessionError::Shutdown) => {
             // Another worker continues from the checkpoint right away.
@@ -155,6 +163,9 @@ struct Session {
     open: SessionOpen,
     policy: Option<Policy<WhisperRecognizer>>,
     kv: jetstream::kv::Store,
+    /// Revision of the session's checkpoint this worker last wrote: every write must follow
+    /// it, so a worker whose claim another has taken over (fencing) cannot write, or publish.
+    revision: u64,
     /// Next audio sample expected (gap and duplicate detection).
     expected_sample: u64,
     /// (end sample, received at) of recent chunks, to turn audio times into latencies.
@@ -178,11 +189,14 @@ impl Session {
             .get_key_value(ctx.namespace.bucket(buckets::STT_CHECKPOINTS))
             .await
             .map_err(nats)?;
-        let checkpoint: Option<Checkpoint> = kv
-            .get(open.session_id.to_string())
-            .await
-            .map_err(nats)?
-            .and_then(|bytes| codec::decode::<Checkpoint>(&bytes).ok());
+        let entry = kv.entry(open.session_id.to_string()).await.map_err(nats)?;
+        let revision = entry.as_ref().map_or(0, |e| e.revision);
+        let stored = entry
+            .filter(|e| e.operation == jetstream::kv::Operation::Put)
+            .map(|e| e.value);
+        let checkpoint: Option<Checkpoint> = stored
+            .as_ref()
+            .and_then(|bytes| codec::decode::<Checkpoint>(bytes).ok());
         let language = open
             .source_lang
             .as_deref()
@@ -206,6 +220,7 @@ impl Session {
             detected: None,
         };
         let mut outbox = Vec::new();
+        let checkpoint_was_read = checkpoint.is_some();
         let (policy, expected_sample) = match checkpoint {
             Some(cp) if cp.finished => (None, 0),
             Some(mut cp) => {
@@ -227,19 +242,30 @@ impl Session {
                 0,
             ),
         };
-        Ok(Self {
+        let mut session = Self {
             ctx,
             metrics,
             settings,
             open,
             policy,
             kv,
+            revision,
             expected_sample,
             arrivals: VecDeque::new(),
             outbox,
             first_partial_sent: false,
             error_count: 0,
-        })
+        };
+        // Take the session over: write the checkpoint back as read (outbox included) after the
+        // revision read, so the worker that held it before cannot write after this point.
+        if let Some(policy) = &session.policy {
+            let bytes = match (stored, checkpoint_was_read) {
+                (Some(bytes), true) => bytes,
+                _ => codec::encode(&policy.checkpoint()).map_err(nats)?.into(),
+            };
+            session.write_checkpoint(bytes).await?;
+        }
+        Ok(session)
     }
 
     fn id(&self) -> SessionId {
@@ -412,7 +438,15 @@ impl Session {
 
     async fn close(mut self, reason: CloseReason) -> Result<(), SessionError> {
         let outputs = self.with_policy(|p| p.flush()).await?;
-        self.emit(outputs).await?;
+        if outputs.is_empty() {
+            // Still this worker's session? (`session.ended` is published before it is stored.)
+            if let Some(policy) = &self.policy {
+                let cp = policy.checkpoint();
+                self.store_checkpoint(&cp).await?;
+            }
+        } else {
+            self.emit(outputs).await?;
+        }
         let (final_count, audio_ms) = self
             .policy
             .as_ref()
@@ -604,13 +638,29 @@ impl Session {
         Ok(())
     }
 
-    async fn store_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), SessionError> {
+    async fn store_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), SessionError> {
         let bytes = codec::encode(checkpoint).map_err(nats)?;
-        self.kv
-            .put(self.id().to_string(), bytes.into())
+        self.write_checkpoint(bytes.into()).await
+    }
+
+    /// Writes the session's checkpoint if it is still at the revision this worker wrote (or
+    /// read, at the start); [`SessionError::TakenOver`] if another worker wrote since.
+    async fn write_checkpoint(&mut self, bytes: Bytes) -> Result<(), SessionError> {
+        use jetstream::kv::UpdateErrorKind;
+        match self
+            .kv
+            .update(self.id().to_string(), bytes, self.revision)
             .await
-            .map_err(nats)?;
-        Ok(())
+        {
+            Ok(revision) => {
+                self.revision = revision;
+                Ok(())
+            }
+            Err(error) if error.kind() == UpdateErrorKind::WrongLastRevision => {
+                Err(SessionError::TakenOver)
+            }
+            Err(error) => Err(nats(error)),
+        }
     }
 
     /// When the audio at `ms` reached the edge.

@@ -668,7 +668,7 @@ pub async fn start_stt_worker(
 
 /// An STT worker *process* (whisper tiny.en, the tests' topology flags, then `extra`), healthy:
 /// for tests that kill it.
-pub async fn spawn_stt_process(env: &TestEnv, extra: &[&str]) -> Child {
+pub async fn spawn_stt_process(env: &TestEnv, extra: &[&str]) -> SttProcess {
     let port = free_port();
     let mut args = vec![
         "--metrics-addr".to_string(),
@@ -678,7 +678,18 @@ pub async fn spawn_stt_process(env: &TestEnv, extra: &[&str]) -> Child {
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     args.extend(TestEnv::topology_flags().iter().map(|s| s.to_string()));
-    spawn_healthy(env, "voxbridge-stt", &args, port).await
+    SttProcess {
+        child: spawn_healthy(env, "voxbridge-stt", &args, port).await,
+        metrics_addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+    }
+}
+
+/// A running STT worker process ([`spawn_stt_process`]).
+#[derive(Debug)]
+pub struct SttProcess {
+    pub child: Child,
+    /// Where it serves `/metrics` and `/healthz`.
+    pub metrics_addr: std::net::SocketAddr,
 }
 
 /// Spawns a workspace binary in `env`'s namespace and waits until `/healthz` on `port` is 200.

@@ -853,8 +853,8 @@ async fn an_stt_worker_killed_mid_transcription_is_replaced_and_the_job_complete
         JobState::Running,
         "still transcribing when killed"
     );
-    victim.kill().expect("SIGKILL");
-    let _ = victim.wait();
+    victim.child.kill().expect("SIGKILL");
+    let _ = victim.child.wait();
     println!("killed at {:?}", at_kill.message);
 
     let shutdown = CancellationToken::new();

@@ -335,8 +335,8 @@ async fn the_speaker_is_told_when_its_recogniser_dies_and_when_another_resumes()
     speaker.wait_for("ready", Duration::from_secs(10)).await;
     speaker.send_audio(&read_wav(&wav), 100, false).await;
     speaker.wait_for("transcript.final", LONG).await;
-    victim.kill().expect("SIGKILL");
-    victim.wait().expect("reap");
+    victim.child.kill().expect("SIGKILL");
+    victim.child.wait().expect("reap");
 
     let lost = speaker.wait_for("status", Duration::from_secs(60)).await;
     assert_eq!(lost["state"], "waiting", "{lost}");

@@ -458,6 +458,76 @@ fn three_sentences() -> Vec<i16> {
     samples
 }
 
+/// Finals of `samples` streamed (faster than real time) to one in-process worker started with
+/// `args`, uninterrupted: what a failover run must equal.
+async fn uninterrupted_finals(env: &TestEnv, samples: &[i16], args: &[&str]) -> Vec<String> {
+    let shutdown = CancellationToken::new();
+    let steady = start_stt_worker(env, args, shutdown.clone()).await;
+    let session = SessionId::new();
+    stream_session(env, session, Some("eng_Latn"), &[], samples, 100, false).await;
+    let finals = final_texts(&transcript_events(env, session, Duration::from_secs(600)).await);
+    assert!(
+        finals.len() >= 2,
+        "need several finals to test failover: {finals:?}"
+    );
+    shutdown.cancel();
+    let _ = steady.task.await;
+    finals
+}
+
+/// Streams `samples` as `session` in real time (100 ms chunks) in a task of its own.
+fn stream_in_background(
+    env: &TestEnv,
+    session: SessionId,
+    samples: &[i16],
+) -> tokio::task::JoinHandle<()> {
+    let env = TestEnv {
+        nats_url: env.nats_url.clone(),
+        redis_url: String::new(),
+        namespace: env.namespace.clone(),
+        nats: None,
+        redis: None,
+        stream_replicas: 1,
+    };
+    let samples = samples.to_vec();
+    tokio::spawn(async move {
+        stream_session(&env, session, Some("eng_Latn"), &[], &samples, 100, true).await;
+    })
+}
+
+/// Waits (up to 180 s) for the first transcript event of `session` that `wanted` accepts.
+async fn wait_for_event(
+    env: &TestEnv,
+    session: SessionId,
+    what: &str,
+    wanted: impl Fn(&TranscriptEvent) -> bool,
+) {
+    use futures::StreamExt;
+    let mut messages = voxbridge_tests::transcript_messages(env, session).await;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(180), messages.next())
+            .await
+            .unwrap_or_else(|_| panic!("{what} within 180 s"))
+            .expect("open")
+            .expect("message");
+        let event: TranscriptEvent = voxbridge_shared::codec::decode(&m.payload).expect("decode");
+        if wanted(&event) {
+            return;
+        }
+    }
+}
+
+/// (delivery, resumed from ms) of each `session.claimed` event.
+fn claims(events: &[TranscriptEvent]) -> Vec<(u64, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            TranscriptEvent::Claimed(c) => Some((c.delivery, c.resumed_from_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
     let env = TestEnv::new();
@@ -465,72 +535,34 @@ async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
     // What is tested is failover, not accuracy: the reduced encoder context keeps each run
     // cheap enough for slow CPUs (a full-window tiny.en run costs up to 10 s of a core there).
     let fast = ["--audio-ctx-margin", "128"];
-
-    // The reference: the same audio, uninterrupted.
-    let shutdown = CancellationToken::new();
-    let steady = start_stt_worker(&env, &fast, shutdown.clone()).await;
-    let reference_session = SessionId::new();
-    stream_session(
-        &env,
-        reference_session,
-        Some("eng_Latn"),
-        &[],
-        &samples,
-        100,
-        false,
-    )
-    .await;
-    let reference =
-        final_texts(&transcript_events(&env, reference_session, Duration::from_secs(600)).await);
-    assert!(
-        reference.len() >= 2,
-        "need several finals to test failover: {reference:?}"
-    );
-    shutdown.cancel();
-    let _ = steady.task.await;
+    let reference = uninterrupted_finals(&env, &samples, &fast).await;
 
     // A worker process takes the session; it is SIGKILLed after its first final.
     let mut victim = voxbridge_tests::spawn_stt_process(&env, &fast).await;
     let session = SessionId::new();
-    let streamer = {
-        let env_url = env.nats_url.clone();
-        let ns = env.namespace.clone();
-        let samples = samples.clone();
-        tokio::spawn(async move {
-            let env = TestEnv {
-                nats_url: env_url,
-                redis_url: String::new(),
-                namespace: ns,
-                nats: None,
-                redis: None,
-                stream_replicas: 1,
-            };
-            stream_session(&env, session, Some("eng_Latn"), &[], &samples, 100, true).await;
-        })
-    };
-    // Watch the transcript until the first final, then kill the worker.
-    {
-        use futures::StreamExt;
-        let mut messages = voxbridge_tests::transcript_messages(&env, session).await;
-        loop {
-            let m = tokio::time::timeout(Duration::from_secs(180), messages.next())
-                .await
-                .expect("a final within 180 s")
-                .expect("open")
-                .expect("message");
-            let event: TranscriptEvent =
-                voxbridge_shared::codec::decode(&m.payload).expect("decode");
-            if matches!(event, TranscriptEvent::Final(_)) {
-                break;
-            }
-        }
-    }
-    victim.kill().expect("SIGKILL");
-    victim.wait().expect("reap");
+    let streamer = stream_in_background(&env, session, &samples);
+    wait_for_event(&env, session, "a final", |e| {
+        matches!(e, TranscriptEvent::Final(_))
+    })
+    .await;
+    victim.child.kill().expect("SIGKILL");
+    let killed_at = std::time::Instant::now();
+    victim.child.wait().expect("reap");
 
-    // A second worker picks the session up from its checkpoint.
+    // A second worker picks the session up from its checkpoint once the claim expires.
     let shutdown = CancellationToken::new();
     let _rescuer = start_stt_worker(&env, &fast, shutdown.clone()).await;
+    wait_for_event(
+        &env,
+        session,
+        "the rescuer's claim",
+        |e| matches!(e, TranscriptEvent::Claimed(c) if c.delivery >= 2),
+    )
+    .await;
+    println!(
+        "resumed {:.1} s after the kill (session ack wait here: 2 s)",
+        killed_at.elapsed().as_secs_f64()
+    );
     streamer.await.expect("streamer");
     let events = transcript_events(&env, session, Duration::from_secs(600)).await;
     let finals = final_texts(&events);
@@ -541,16 +573,91 @@ async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
     );
     // Each claim told the session's clients who has it: the victim's first, the rescuer's on
     // a redelivery.
-    let claims: Vec<(u64, u64)> = events
-        .iter()
-        .filter_map(|e| match e {
-            TranscriptEvent::Claimed(c) => Some((c.delivery, c.resumed_from_ms)),
-            _ => None,
-        })
-        .collect();
+    let claims = claims(&events);
     println!("claims (delivery, resumed from ms): {claims:?}");
     assert_eq!(claims.first().map(|c| c.0), Some(1), "{claims:?}");
     assert!(claims.iter().any(|c| c.0 >= 2), "{claims:?}");
+    shutdown.cancel();
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to a process.
+fn signal(child: &std::process::Child, signal: &str) {
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -{signal} {}", child.id()))
+        .status()
+        .expect("sh");
+    assert!(status.success(), "kill -{signal}");
+}
+
+/// A worker that stops answering for longer than the session ack wait (here SIGSTOP: in real
+/// life a stall, or a network cut) loses its claim to another worker. When it runs again it
+/// still holds the session's state and would go on recognising and publishing beside its
+/// successor; fencing (every checkpoint write names the revision the writer last wrote) makes
+/// it give the session up at its next write instead, before publishing anything. The transcript
+/// is then the same as an uninterrupted run's.
+#[tokio::test]
+async fn a_paused_worker_whose_session_was_taken_over_gives_it_up() {
+    let env = TestEnv::new();
+    let samples = three_sentences();
+    let fast = ["--audio-ctx-margin", "128"];
+    let reference = uninterrupted_finals(&env, &samples, &fast).await;
+
+    let mut paused = voxbridge_tests::spawn_stt_process(&env, &fast).await;
+    let session = SessionId::new();
+    let streamer = stream_in_background(&env, session, &samples);
+    wait_for_event(&env, session, "a final", |e| {
+        matches!(e, TranscriptEvent::Final(_))
+    })
+    .await;
+    signal(&paused.child, "STOP");
+    // Its claim expires (the tests' ack wait is 2 s) and a second worker resumes the session.
+    let shutdown = CancellationToken::new();
+    let rescuer = start_stt_worker(&env, &fast, shutdown.clone()).await;
+    wait_for_event(
+        &env,
+        session,
+        "the rescuer's claim",
+        |e| matches!(e, TranscriptEvent::Claimed(c) if c.delivery >= 2),
+    )
+    .await;
+    signal(&paused.child, "CONT");
+
+    streamer.await.expect("streamer");
+    let events = transcript_events(&env, session, Duration::from_secs(600)).await;
+    let finals = final_texts(&events);
+    println!("uninterrupted: {reference:?}\nwith a paused worker: {finals:?}");
+    assert_eq!(
+        finals, reference,
+        "a paused worker coming back must add or change nothing"
+    );
+    println!("claims (delivery, resumed from ms): {:?}", claims(&events));
+    // The paused worker gave the session up (counted) and serves on.
+    let given_up = voxbridge_tests::wait_for(
+        "the paused worker to give the session up",
+        Duration::from_secs(120),
+        || async {
+            let metrics = scrape(paused.metrics_addr).await;
+            let taken = metric_value(&metrics, "voxbridge_stt_sessions_taken_over_total")?;
+            let active = metric_value(&metrics, "voxbridge_stt_active_sessions")?;
+            (taken >= 1.0 && active == 0.0).then_some(taken)
+        },
+    )
+    .await;
+    assert_eq!(given_up, 1.0);
+    assert!(
+        paused.child.try_wait().expect("status").is_none(),
+        "the paused worker must survive"
+    );
+    // (The rescuer normally keeps the session; if the paused worker's own fetch had been
+    // handed the redelivered claim, it may take it back by the same rule: either is correct.)
+    let rescued = scrape(rescuer.metrics_addr).await;
+    println!(
+        "sessions taken over from the rescuer: {:?}",
+        metric_value(&rescued, "voxbridge_stt_sessions_taken_over_total")
+    );
+    paused.child.kill().expect("SIGKILL");
+    paused.child.wait().expect("reap");
     shutdown.cancel();
 }
 
