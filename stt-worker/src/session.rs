@@ -12,6 +12,11 @@
 //! worker that takes over after a crash republishes the checkpoint's outputs — JetStream drops
 //! those already stored — and continues from exactly the state whose text was shown.
 //!
+//! Fencing: every checkpoint write is conditional on the revision this worker last wrote (the
+//! first, when it claims the session, on the revision it read). A worker whose claim expired
+//! while it was paused or cut off, and which another worker has since resumed, fails its next
+//! write and stops the session ([`SessionError::TakenOver`]) before publishing that step.
+//!
 //! A chunk of a real-time session that waited longer than a step since the edge received it
 //! means the worker is behind real time: it is appended without a step ([`Policy::defer`]), and
 //! one recognition catches up on all the audio that waited.
