@@ -684,12 +684,20 @@ pub async fn spawn_stt_process(env: &TestEnv, extra: &[&str]) -> SttProcess {
     }
 }
 
-/// A running STT worker process ([`spawn_stt_process`]).
+/// A running STT worker process ([`spawn_stt_process`]), killed when dropped (also a stopped
+/// one, and when a test fails half-way).
 #[derive(Debug)]
 pub struct SttProcess {
     pub child: Child,
     /// Where it serves `/metrics` and `/healthz`.
     pub metrics_addr: std::net::SocketAddr,
+}
+
+impl Drop for SttProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Spawns a workspace binary in `env`'s namespace and waits until `/healthz` on `port` is 200.
