@@ -528,56 +528,90 @@ fn claims(events: &[TranscriptEvent]) -> Vec<(u64, u64)> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
-    let env = TestEnv::new();
+/// What a failover run left: the worker process it interrupted, the worker that resumed the
+/// session, and the session's events.
+struct Failover {
+    interrupted: voxbridge_tests::SttProcess,
+    rescuer: voxbridge_stt::Running,
+    shutdown: CancellationToken,
+    events: Vec<TranscriptEvent>,
+}
+
+/// A failover run: a worker process takes a session of three sentences; after its first final
+/// `interrupt` is applied to it; a second (in-process) worker resumes the session once the
+/// claim expires, and then `resumed` is applied to the first. Asserts the finals equal an
+/// uninterrupted run's — no gap, no duplicate.
+async fn failover(
+    env: &TestEnv,
+    interrupt: impl FnOnce(&mut voxbridge_tests::SttProcess),
+    resumed: impl FnOnce(&mut voxbridge_tests::SttProcess),
+) -> Failover {
     let samples = three_sentences();
     // What is tested is failover, not accuracy: the reduced encoder context keeps each run
     // cheap enough for slow CPUs (a full-window tiny.en run costs up to 10 s of a core there).
     let fast = ["--audio-ctx-margin", "128"];
-    let reference = uninterrupted_finals(&env, &samples, &fast).await;
+    let reference = uninterrupted_finals(env, &samples, &fast).await;
 
-    // A worker process takes the session; it is SIGKILLed after its first final.
-    let mut victim = voxbridge_tests::spawn_stt_process(&env, &fast).await;
+    let mut first = voxbridge_tests::spawn_stt_process(env, &fast).await;
     let session = SessionId::new();
-    let streamer = stream_in_background(&env, session, &samples);
-    wait_for_event(&env, session, "a final", |e| {
+    let streamer = stream_in_background(env, session, &samples);
+    wait_for_event(env, session, "a final", |e| {
         matches!(e, TranscriptEvent::Final(_))
     })
     .await;
-    victim.child.kill().expect("SIGKILL");
-    let killed_at = std::time::Instant::now();
-    victim.child.wait().expect("reap");
+    interrupt(&mut first);
+    let interrupted_at = std::time::Instant::now();
 
-    // A second worker picks the session up from its checkpoint once the claim expires.
     let shutdown = CancellationToken::new();
-    let _rescuer = start_stt_worker(&env, &fast, shutdown.clone()).await;
+    let rescuer = start_stt_worker(env, &fast, shutdown.clone()).await;
     wait_for_event(
-        &env,
+        env,
         session,
         "the rescuer's claim",
         |e| matches!(e, TranscriptEvent::Claimed(c) if c.delivery >= 2),
     )
     .await;
     println!(
-        "resumed {:.1} s after the kill (session ack wait here: 2 s)",
-        killed_at.elapsed().as_secs_f64()
+        "resumed {:.1} s after the interruption (session ack wait here: 2 s)",
+        interrupted_at.elapsed().as_secs_f64()
     );
+    resumed(&mut first);
+
     streamer.await.expect("streamer");
-    let events = transcript_events(&env, session, Duration::from_secs(600)).await;
+    let events = transcript_events(env, session, Duration::from_secs(600)).await;
     let finals = final_texts(&events);
     println!("uninterrupted: {reference:?}\nwith failover: {finals:?}");
     assert_eq!(
         finals, reference,
         "the failover run must have no gap and no duplicate"
     );
+    println!("claims (delivery, resumed from ms): {:?}", claims(&events));
+    Failover {
+        interrupted: first,
+        rescuer,
+        shutdown,
+        events,
+    }
+}
+
+#[tokio::test]
+async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
+    let env = TestEnv::new();
+    let run = failover(
+        &env,
+        |victim| {
+            victim.child.kill().expect("SIGKILL");
+            victim.child.wait().expect("reap");
+        },
+        |_| {},
+    )
+    .await;
     // Each claim told the session's clients who has it: the victim's first, the rescuer's on
     // a redelivery.
-    let claims = claims(&events);
-    println!("claims (delivery, resumed from ms): {claims:?}");
+    let claims = claims(&run.events);
     assert_eq!(claims.first().map(|c| c.0), Some(1), "{claims:?}");
     assert!(claims.iter().any(|c| c.0 >= 2), "{claims:?}");
-    shutdown.cancel();
+    run.shutdown.cancel();
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to a process.
@@ -595,49 +629,23 @@ fn signal(child: &std::process::Child, signal: &str) {
 /// still holds the session's state and would go on recognising and publishing beside its
 /// successor; fencing (every checkpoint write names the revision the writer last wrote) makes
 /// it give the session up at its next write instead, before publishing anything. The transcript
-/// is then the same as an uninterrupted run's.
+/// is then the same as an uninterrupted run's (checked by [`failover`]).
 #[tokio::test]
 async fn a_paused_worker_whose_session_was_taken_over_gives_it_up() {
     let env = TestEnv::new();
-    let samples = three_sentences();
-    let fast = ["--audio-ctx-margin", "128"];
-    let reference = uninterrupted_finals(&env, &samples, &fast).await;
-
-    let mut paused = voxbridge_tests::spawn_stt_process(&env, &fast).await;
-    let session = SessionId::new();
-    let streamer = stream_in_background(&env, session, &samples);
-    wait_for_event(&env, session, "a final", |e| {
-        matches!(e, TranscriptEvent::Final(_))
-    })
-    .await;
-    signal(&paused.child, "STOP");
-    // Its claim expires (the tests' ack wait is 2 s) and a second worker resumes the session.
-    let shutdown = CancellationToken::new();
-    let rescuer = start_stt_worker(&env, &fast, shutdown.clone()).await;
-    wait_for_event(
+    let run = failover(
         &env,
-        session,
-        "the rescuer's claim",
-        |e| matches!(e, TranscriptEvent::Claimed(c) if c.delivery >= 2),
+        |worker| signal(&worker.child, "STOP"),
+        |worker| signal(&worker.child, "CONT"),
     )
     .await;
-    signal(&paused.child, "CONT");
-
-    streamer.await.expect("streamer");
-    let events = transcript_events(&env, session, Duration::from_secs(600)).await;
-    let finals = final_texts(&events);
-    println!("uninterrupted: {reference:?}\nwith a paused worker: {finals:?}");
-    assert_eq!(
-        finals, reference,
-        "a paused worker coming back must add or change nothing"
-    );
-    println!("claims (delivery, resumed from ms): {:?}", claims(&events));
     // The paused worker gave the session up (counted) and serves on.
+    let paused = run.interrupted.metrics_addr;
     let given_up = voxbridge_tests::wait_for(
         "the paused worker to give the session up",
         Duration::from_secs(120),
-        || async {
-            let metrics = scrape(paused.metrics_addr).await;
+        || async move {
+            let metrics = scrape(paused).await;
             let taken = metric_value(&metrics, "voxbridge_stt_sessions_taken_over_total")?;
             let active = metric_value(&metrics, "voxbridge_stt_active_sessions")?;
             (taken >= 1.0 && active == 0.0).then_some(taken)
@@ -645,20 +653,19 @@ async fn a_paused_worker_whose_session_was_taken_over_gives_it_up() {
     )
     .await;
     assert_eq!(given_up, 1.0);
+    let mut interrupted = run.interrupted;
     assert!(
-        paused.child.try_wait().expect("status").is_none(),
+        interrupted.child.try_wait().expect("status").is_none(),
         "the paused worker must survive"
     );
     // (The rescuer normally keeps the session; if the paused worker's own fetch had been
     // handed the redelivered claim, it may take it back by the same rule: either is correct.)
-    let rescued = scrape(rescuer.metrics_addr).await;
+    let rescued = scrape(run.rescuer.metrics_addr).await;
     println!(
         "sessions taken over from the rescuer: {:?}",
         metric_value(&rescued, "voxbridge_stt_sessions_taken_over_total")
     );
-    paused.child.kill().expect("SIGKILL");
-    paused.child.wait().expect("reap");
-    shutdown.cancel();
+    run.shutdown.cancel();
 }
 
 /// A session that names no language: the multilingual base model detects it, the finals carry
