@@ -110,6 +110,7 @@ pub struct LiveMetrics {
     pub translation_latency_seconds: Histogram,
     pub claim_wait_seconds: Histogram,
     pub recognisers_lost: Counter,
+    pub recognisers_unresponsive: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -144,6 +145,7 @@ impl LiveMetrics {
             translation_latency_seconds: latency(),
             claim_wait_seconds: latency(),
             recognisers_lost: Counter::default(),
+            recognisers_unresponsive: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("voxbridge_edge_live");
         r.register(
@@ -195,6 +197,11 @@ impl LiveMetrics {
             "recognisers_lost",
             "Sessions whose recogniser process went away (told to the speaker before another one resumes the session)",
             m.recognisers_lost.clone(),
+        );
+        r.register(
+            "recognisers_unresponsive",
+            "Sessions whose recogniser stopped answering while its process stayed connected (told to the speaker; it recovers or another one resumes the session)",
+            m.recognisers_unresponsive.clone(),
         );
         m
     }
@@ -1173,57 +1180,76 @@ async fn next_audio_position(
 
 /// How often a connection asks whether its session's recogniser is still there.
 const PRESENCE_EVERY: Duration = Duration::from_secs(1);
-/// A recogniser that answers nothing within this is busy, not gone (no conclusion is drawn).
+/// A recogniser that answers nothing within this is not answering: its process is stopped or
+/// cut off from NATS (its connection still open), or stalled. Its requests are answered on the
+/// worker's async runtime, never behind recognition, so a busy worker answers well within it.
 const PRESENCE_TIMEOUT: Duration = Duration::from_secs(2);
 /// "No responders" this many times in a row means the recogniser is gone (once can be its
 /// connection being re-established).
 const PRESENCE_MISSES: u32 = 2;
 
+/// What a connection last learnt of its session's recogniser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presence {
+    /// It answers (a claim implies it).
+    Answering,
+    /// Its process is there (NATS routes to it) but it does not answer: stopped, cut off, or
+    /// stalled. Its claim lapses after the session ack wait unless it recovers.
+    Unresponsive,
+    /// Its process is gone (NATS has no responder for it): killed, crashed, or shut down.
+    Gone,
+}
+
 /// Watches the presence of the recogniser named in `watched` (an STT worker instance; `None`
-/// while no one has the session) and reports each change as `(instance, present)`. NATS
+/// while no one has the session) and reports each change as `(instance, presence)`. NATS
 /// answers "no responders" at once when the worker's connection is gone — a killed process —
-/// where the claim's redelivery waits for the session ack wait (5 s by default). Ends when
-/// `watched`'s sender or `report`'s receiver is dropped.
+/// and a request to a stopped one times out, where the claim's redelivery waits for the
+/// session ack wait (5 s by default). Ends when `watched`'s sender or `report`'s receiver is
+/// dropped.
 async fn watch_presence(
     client: async_nats::Client,
     namespace: Namespace,
     mut watched: watch::Receiver<Option<String>>,
-    report: mpsc::Sender<(String, bool)>,
+    report: mpsc::Sender<(String, Presence)>,
 ) {
     use async_nats::client::RequestErrorKind;
     // The last state reported for the watched instance; a claim implies presence.
-    let mut known: Option<(String, bool)> = None;
+    let mut known: Option<(String, Presence)> = None;
     let mut misses = 0;
     loop {
         let current = watched.borrow_and_update().clone();
         if let Some(instance) = &current {
             if known.as_ref().is_none_or(|(i, _)| i != instance) {
-                known = Some((instance.clone(), true));
+                known = Some((instance.clone(), Presence::Answering));
                 misses = 0;
             }
             let request = async_nats::Request::new().timeout(Some(PRESENCE_TIMEOUT));
-            let present = match client
+            let presence = match client
                 .send_request(namespace.presence(instance), request)
                 .await
             {
                 Ok(_) => {
                     misses = 0;
-                    Some(true)
+                    Some(Presence::Answering)
                 }
                 Err(error) if error.kind() == RequestErrorKind::NoResponders => {
                     misses += 1;
-                    (misses >= PRESENCE_MISSES).then_some(false)
+                    (misses >= PRESENCE_MISSES).then_some(Presence::Gone)
+                }
+                Err(error) if error.kind() == RequestErrorKind::TimedOut => {
+                    misses = 0;
+                    Some(Presence::Unresponsive)
                 }
                 Err(error) => {
                     tracing::debug!(%error, %instance, "presence request failed");
                     None
                 }
             };
-            if let (Some(present), Some((_, was))) = (present, known.as_mut())
-                && present != *was
+            if let (Some(presence), Some((_, was))) = (presence, known.as_mut())
+                && presence != *was
             {
-                *was = present;
-                if report.send((instance.clone(), present)).await.is_err() {
+                *was = presence;
+                if report.send((instance.clone(), presence)).await.is_err() {
                     return;
                 }
             }
@@ -1240,8 +1266,8 @@ struct Recogniser {
     instance: String,
     delivery: u64,
     resumed_from_ms: u64,
-    /// Its process was found gone (the client was told; a new claim or its return ends it).
-    lost: bool,
+    /// What the client was last told of it (a new claim, or its answering again, ends trouble).
+    told: Presence,
 }
 
 struct Pump {
@@ -1405,7 +1431,7 @@ impl Pump {
                                 instance: c.worker.clone(),
                                 delivery: c.delivery,
                                 resumed_from_ms: c.resumed_from_ms,
-                                lost: false,
+                                told: Presence::Answering,
                             });
                             if !replayed && c.delivery == 1 && let Some(opened) = self.opened {
                                 self.metrics.claim_wait_seconds.observe(opened.elapsed().as_secs_f64());
@@ -1444,16 +1470,20 @@ impl Pump {
                         return Ok(());
                     }
                 }
-                // The recogniser's process went away (or came back): the client learns it now,
-                // not when the claim is redelivered to another one.
-                Some((instance, present)) = presence.recv() => {
+                // The recogniser's process went away, stopped answering, or came back: the
+                // client learns it now, not when the claim is redelivered to another one.
+                Some((instance, news)) = presence.recv() => {
                     let Some(r) = recogniser.as_mut().filter(|r| r.instance == instance && ended.is_none()) else {
                         continue;
                     };
-                    let body = match (present, r.lost) {
-                        (false, false) => {
+                    if news == r.told {
+                        continue;
+                    }
+                    let speaker = self.marks.is_some();
+                    let body = match news {
+                        Presence::Gone => {
                             tracing::warn!(session = %self.session, %instance, "the session's recogniser is gone; waiting for its claim to be redelivered");
-                            if self.marks.is_some() {
+                            if speaker {
                                 self.metrics.recognisers_lost.inc();
                             }
                             json!({
@@ -1461,13 +1491,22 @@ impl Pump {
                                 "message": "the recogniser stopped; another one resumes the session, your audio is kept",
                             })
                         }
-                        (true, true) => json!({
+                        Presence::Unresponsive => {
+                            tracing::warn!(session = %self.session, %instance, "the session's recogniser does not answer");
+                            if speaker {
+                                self.metrics.recognisers_unresponsive.inc();
+                            }
+                            json!({
+                                "state": "waiting", "reason": "recogniser_unresponsive", "delivery": r.delivery,
+                                "message": "the recogniser does not answer; unless it recovers another one resumes the session, your audio is kept",
+                            })
+                        }
+                        Presence::Answering => json!({
                             "state": "recognising", "resumed_from_ms": r.resumed_from_ms,
                             "delivery": r.delivery,
                         }),
-                        _ => continue,
                     };
-                    r.lost = !present;
+                    r.told = news;
                     if !self.outbox.event("status", body) {
                         return Ok(());
                     }

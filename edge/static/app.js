@@ -105,9 +105,13 @@ function setStatus(state, message = '') {
   let text = STATUS_TEXT[state] || state;
   if (state === 'live' && listenerMode) text = 'Live: listening.';
   if (state === 'live' && vb.state.recogniser === 'waiting') {
-    text = vb.state.recogniserLost
-      ? `${text} The recogniser stopped: another one takes over, your words are kept.`
-      : `${text} Waiting for a recogniser: your words are kept and appear when one is free.`;
+    if (vb.state.recogniserLost) {
+      text = `${text} The recogniser stopped: another one takes over, your words are kept.`;
+    } else if (vb.state.recogniserUnresponsive) {
+      text = `${text} The recogniser does not answer: it recovers or another one takes over, your words are kept.`;
+    } else {
+      text = `${text} Waiting for a recogniser: your words are kept and appear when one is free.`;
+    }
   }
   if (message) text = state === 'error' ? `Error: ${message}` : `${text} ${message}`;
   els.status.textContent = text;

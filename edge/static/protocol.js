@@ -258,6 +258,7 @@ export function createState(role = 'speaker') {
     finalCount: 0,
     recogniser: null, // null (not told yet), 'waiting' (no recogniser has the session yet) or 'recognising'
     recogniserLost: false, // waiting because the session's recogniser stopped (another one resumes it)
+    recogniserUnresponsive: false, // waiting because it does not answer (it recovers, or another resumes)
     lastError: null, // last error event {code, message, fatal}
     fatal: null, // last fatal error event
     ended: false,
@@ -372,11 +373,13 @@ export function applyEvent(state, ev) {
     }
     case 'status':
       // `waiting` until a recogniser claims the session, then `recognising`; `waiting` again
-      // with reason `recogniser_lost` when its process stopped, until another one resumes it
-      // (`recognising` with `resumed_from_ms` > 0).
+      // with reason `recogniser_lost` when its process stopped, or `recogniser_unresponsive`
+      // when it stopped answering, until it recovers or another one resumes the session
+      // (`recognising`, with `resumed_from_ms` > 0 after a takeover).
       if (ev.state !== 'waiting' && ev.state !== 'recognising') return { applied: false, kind: 'invalid' };
       state.recogniser = ev.state;
       state.recogniserLost = ev.state === 'waiting' && ev.reason === 'recogniser_lost';
+      state.recogniserUnresponsive = ev.state === 'waiting' && ev.reason === 'recogniser_unresponsive';
       return { applied: true, kind: 'status' };
     case 'end':
       state.ended = true;

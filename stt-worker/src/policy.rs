@@ -188,6 +188,11 @@ pub struct Checkpoint {
     /// The tail came from a quick recognition: shown, never agreed with or finalised.
     #[serde(default)]
     pub tail_provisional: bool,
+    /// AUDIO stream sequence to read the session's audio from when resuming: every message
+    /// of the session before it ended at or before `buffer_start_sample` (absent: from the
+    /// start). Kept by the session (`session.rs`), not by the policy.
+    #[serde(default)]
+    pub audio_from_seq: Option<u64>,
 }
 
 impl voxbridge_shared::messages::WireMessage for Checkpoint {
@@ -296,6 +301,7 @@ impl<R: Recognizer> Policy<R> {
                 outbox: Vec::new(),
                 recognized_to_sample: None,
                 tail_provisional: false,
+                audio_from_seq: None,
             },
         )
     }
@@ -351,6 +357,7 @@ impl<R: Recognizer> Policy<R> {
             outbox: Vec::new(),
             recognized_to_sample: Some(self.recognized_to),
             tail_provisional: self.tail_provisional,
+            audio_from_seq: None,
         }
     }
 

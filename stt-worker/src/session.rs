@@ -1,6 +1,6 @@
 //! One live session owned by this worker: say so (`session.claimed`, which the edge shows its
-//! clients), read its audio in order from the AUDIO stream (from the start, or from its
-//! checkpoint), run the streaming [`Policy`] on a blocking thread, publish
+//! clients), read its audio in order from the AUDIO stream (from the start, or from the stream
+//! sequence its checkpoint names: the first message the checkpoint's buffer still needs), run the streaming [`Policy`] on a blocking thread, publish
 //! partials, finals and one MT request per final and target language, and keep the session claim
 //! alive with progress acks. The session ends on its close marker or after an idle timeout: the
 //! last words are flushed as finals, a `session.ended` event is published, the checkpoint is
@@ -10,7 +10,9 @@
 //! after that step) before they are published. Every event is published with a `Nats-Msg-Id`
 //! derived from the session and the event's position (final index, segment and revision), so a
 //! worker that takes over after a crash republishes the checkpoint's outputs — JetStream drops
-//! those already stored — and continues from exactly the state whose text was shown.
+//! those already stored — and continues from exactly the state whose text was shown. Error
+//! events about bad audio take the id of the audio message they are about, so reading a message
+//! again repeats nothing either.
 //!
 //! Fencing: every checkpoint write is conditional on the revision this worker last wrote (the
 //! first, when it claims the session, on the revision it read). A worker whose claim expired
@@ -173,12 +175,26 @@ struct Session {
     revision: u64,
     /// Next audio sample expected (gap and duplicate detection).
     expected_sample: u64,
-    /// (end sample, received at) of recent chunks, to turn audio times into latencies.
-    arrivals: VecDeque<(u64, u64)>,
+    /// Recent chunks, to turn audio times into latencies and checkpoints into the stream
+    /// sequence a successor reads from.
+    arrivals: VecDeque<Arrival>,
+    /// AUDIO stream sequence a worker resuming from this worker's next checkpoint reads from
+    /// (0: the start); only grows.
+    audio_from_seq: u64,
     /// Outputs of the checkpoint resumed from, published again before anything else.
     outbox: Vec<Output>,
     first_partial_sent: bool,
-    error_count: u64,
+}
+
+/// A chunk the session took in.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    /// Absolute sample after its last one.
+    end: u64,
+    /// When the edge received it (Unix ms).
+    received_at_ms: u64,
+    /// Its AUDIO stream sequence.
+    seq: Option<u64>,
 }
 
 impl Session {
@@ -226,6 +242,10 @@ impl Session {
         };
         let mut outbox = Vec::new();
         let checkpoint_was_read = checkpoint.is_some();
+        let audio_from_seq = checkpoint
+            .as_ref()
+            .and_then(|cp| cp.audio_from_seq)
+            .unwrap_or(0);
         let (policy, expected_sample) = match checkpoint {
             Some(cp) if cp.finished => (None, 0),
             Some(mut cp) => {
@@ -257,9 +277,9 @@ impl Session {
             revision,
             expected_sample,
             arrivals: VecDeque::new(),
+            audio_from_seq,
             outbox,
             first_partial_sent: false,
-            error_count: 0,
         };
         // Take the session over: write the checkpoint back as read (outbox included) after the
         // revision read, so the worker that held it before cannot write after this point.
@@ -303,10 +323,16 @@ impl Session {
             .get_stream(self.ctx.namespace.stream(streams::AUDIO))
             .await
             .map_err(nats)?;
+        // A resumed session reads on from the first message its checkpoint still needs: the
+        // audio before it was done, and any bad message before it was reported.
+        let deliver_policy = match self.audio_from_seq {
+            0 => DeliverPolicy::All,
+            start_sequence => DeliverPolicy::ByStartSequence { start_sequence },
+        };
         let consumer = stream
             .create_consumer(OrderedConfig {
                 filter_subject: self.ctx.namespace.audio(&self.id()),
-                deliver_policy: DeliverPolicy::All,
+                deliver_policy,
                 ..Default::default()
             })
             .await
@@ -327,9 +353,11 @@ impl Session {
             };
             match codec::decode::<AudioEvent>(&message.payload) {
                 Ok(AudioEvent::Chunk(chunk)) => {
+                    let info = message.info().ok();
                     // The session's chunks stored behind this one (admission's backlog).
-                    let waiting = message.info().map(|i| i.pending).unwrap_or(0);
-                    self.on_chunk(chunk, waiting).await?
+                    let waiting = info.as_ref().map_or(0, |i| i.pending);
+                    let seq = info.map(|i| i.stream_sequence);
+                    self.on_chunk(chunk, waiting, seq).await?
                 }
                 Ok(AudioEvent::Close(close)) => return self.close(close.reason).await,
                 Err(error) => {
@@ -340,10 +368,16 @@ impl Session {
         }
     }
 
-    async fn on_chunk(&mut self, chunk: AudioChunk, waiting: u64) -> Result<(), SessionError> {
+    /// Takes in `chunk`, the message at AUDIO stream sequence `seq`.
+    async fn on_chunk(
+        &mut self,
+        chunk: AudioChunk,
+        waiting: u64,
+        seq: Option<u64>,
+    ) -> Result<(), SessionError> {
         if chunk.session_id != self.id() {
             return self
-                .error("malformed_audio", "chunk belongs to another session")
+                .error("malformed_audio", "chunk belongs to another session", seq)
                 .await;
         }
         if chunk.sample_rate_hz != AUDIO_SAMPLE_RATE_HZ {
@@ -351,7 +385,7 @@ impl Session {
                 "chunk {} is {} Hz; live audio must be {} Hz mono s16le",
                 chunk.seq, chunk.sample_rate_hz, AUDIO_SAMPLE_RATE_HZ
             );
-            return self.error("malformed_audio", &message).await;
+            return self.error("malformed_audio", &message, seq).await;
         }
         if !chunk.pcm.len().is_multiple_of(2) {
             let message = format!(
@@ -359,7 +393,7 @@ impl Session {
                 chunk.seq,
                 chunk.pcm.len()
             );
-            return self.error("malformed_audio", &message).await;
+            return self.error("malformed_audio", &message, seq).await;
         }
         let mut samples = pcm_s16le_to_f32(&chunk.pcm);
         let start = chunk.offset_samples;
@@ -377,7 +411,7 @@ impl Session {
                     gap / 16,
                     chunk.seq
                 );
-                self.error("audio_gap", &message).await?;
+                self.error("audio_gap", &message, seq).await?;
             }
             // Fill the gap with silence so timestamps stay exact.
             let fill = gap.min(MAX_GAP_SAMPLES) as usize;
@@ -389,7 +423,11 @@ impl Session {
             }
         }
         self.expected_sample = end;
-        self.arrivals.push_back((end, chunk.received_at_ms));
+        self.arrivals.push_back(Arrival {
+            end,
+            received_at_ms: chunk.received_at_ms,
+            seq,
+        });
         while self.arrivals.len() > 4096 {
             self.arrivals.pop_front();
         }
@@ -447,7 +485,7 @@ impl Session {
             // Still this worker's session? (`session.ended` is published before it is stored.)
             if let Some(policy) = &self.policy {
                 let cp = policy.checkpoint();
-                self.store_checkpoint(&cp).await?;
+                self.store_checkpoint(cp).await?;
             }
         } else {
             self.emit(outputs).await?;
@@ -470,7 +508,7 @@ impl Session {
         if let Some(policy) = &self.policy {
             let mut cp = policy.checkpoint();
             cp.finished = true;
-            self.store_checkpoint(&cp).await?;
+            self.store_checkpoint(cp).await?;
         }
         Ok(())
     }
@@ -483,7 +521,7 @@ impl Session {
         if let Some(policy) = &self.policy {
             let mut cp = policy.checkpoint();
             cp.outbox = outputs.clone();
-            self.store_checkpoint(&cp).await?;
+            self.store_checkpoint(cp).await?;
         }
         self.publish_outputs(outputs).await
     }
@@ -643,8 +681,20 @@ impl Session {
         Ok(())
     }
 
-    async fn store_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), SessionError> {
-        let bytes = codec::encode(checkpoint).map_err(nats)?;
+    /// Stores `checkpoint` with the stream sequence its audio is read from on a resume.
+    async fn store_checkpoint(&mut self, mut checkpoint: Checkpoint) -> Result<(), SessionError> {
+        let buffer_start = checkpoint.buffer_start_sample;
+        if let Some(seq) = self
+            .arrivals
+            .iter()
+            .take_while(|a| a.end <= buffer_start)
+            .filter_map(|a| a.seq)
+            .last()
+        {
+            self.audio_from_seq = self.audio_from_seq.max(seq + 1);
+        }
+        checkpoint.audio_from_seq = Some(self.audio_from_seq).filter(|&s| s > 0);
+        let bytes = codec::encode(&checkpoint).map_err(nats)?;
         self.write_checkpoint(bytes.into()).await
     }
 
@@ -673,14 +723,21 @@ impl Session {
         let sample = ms * 16;
         self.arrivals
             .iter()
-            .find(|(end, _)| *end >= sample)
-            .map(|(_, at)| *at)
+            .find(|a| a.end >= sample)
+            .map(|a| a.received_at_ms)
     }
 
-    /// Tells the session's clients about bad input; the session goes on.
-    async fn error(&mut self, code: &str, message: &str) -> Result<(), SessionError> {
+    /// Tells the session's clients about bad input (the message at AUDIO stream sequence
+    /// `seq`); the session goes on. The event's id is the message's, so a worker that reads the
+    /// message again (a successor, or a fenced worker before it notices) repeats nothing
+    /// within the duplicate window.
+    async fn error(
+        &mut self,
+        code: &str,
+        message: &str,
+        seq: Option<u64>,
+    ) -> Result<(), SessionError> {
         tracing::warn!(session_id = %self.id(), code, message, "bad audio");
-        self.error_count += 1;
         let event = TranscriptEvent::Error(ErrorEvent {
             v: 1,
             session_id: Some(self.id()),
@@ -692,12 +749,10 @@ impl Session {
             component: "stt".into(),
             emitted_at_ms: now_unix_ms(),
         });
-        let msg_id = format!(
-            "x-{}-{}-{}",
-            self.id(),
-            self.expected_sample,
-            self.error_count
-        );
+        let msg_id = match seq {
+            Some(seq) => format!("x-{}-{seq}-{code}", self.id()),
+            None => format!("x-{}-{}", self.id(), ulid::Ulid::new()),
+        };
         self.publish_transcript(&event, &msg_id).await
     }
 
@@ -738,7 +793,11 @@ impl Session {
         {
             tracing::warn!(%error, "could not copy malformed audio to the DLQ");
         }
-        self.error(code, &format!("undecodable audio message: {reason}"))
-            .await
+        self.error(
+            code,
+            &format!("undecodable audio message: {reason}"),
+            record.stream_sequence,
+        )
+        .await
     }
 }

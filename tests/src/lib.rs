@@ -693,6 +693,18 @@ pub struct SttProcess {
     pub metrics_addr: std::net::SocketAddr,
 }
 
+impl SttProcess {
+    /// Sends `signal` (`STOP`, `CONT`, …) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -{signal} {}", self.child.id()))
+            .status()
+            .expect("sh");
+        assert!(status.success(), "kill -{signal}");
+    }
+}
+
 impl Drop for SttProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

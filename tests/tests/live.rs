@@ -363,6 +363,54 @@ async fn the_speaker_is_told_when_its_recogniser_dies_and_when_another_resumes()
     shutdown.cancel();
 }
 
+/// A recogniser process that stops answering (SIGSTOP: in real life a stall or a network cut
+/// that leaves its connection open) is not gone — NATS still routes to it — but its speaker is
+/// told within seconds that it does not answer, and again when it answers (or another resumes)
+/// and the session gets all its words.
+#[tokio::test]
+async fn the_speaker_is_told_when_its_recogniser_stops_answering() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let edge = start_edge(&env, &[], shutdown.clone()).await;
+    let victim = voxbridge_tests::spawn_stt_process(&env, &[]).await;
+
+    let wav = audio_dir().join("jfk.wav");
+    let mut speaker = LiveClient::connect(edge.addr, None).await;
+    speaker.start("en", &[]).await;
+    speaker.wait_for("ready", Duration::from_secs(10)).await;
+    speaker.send_audio(&read_wav(&wav), 100, false).await;
+    speaker.wait_for("transcript.final", LONG).await;
+    victim.signal("STOP");
+
+    let stalled = speaker.wait_for("status", Duration::from_secs(30)).await;
+    victim.signal("CONT");
+    assert_eq!(stalled["state"], "waiting", "{stalled}");
+    assert_eq!(stalled["reason"], "recogniser_unresponsive", "{stalled}");
+    let metrics = scrape(edge.addr).await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "voxbridge_edge_live_recognisers_unresponsive_total"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(&metrics, "voxbridge_edge_live_recognisers_lost_total"),
+        Some(0.0)
+    );
+
+    // It answers again, or has been given the session again (its claim lapsed meanwhile).
+    let back = speaker.wait_for("status", Duration::from_secs(30)).await;
+    assert_eq!(back["state"], "recognising", "{back}");
+    speaker.stop().await;
+    assert_eq!(speaker.read_to_close(LONG).await.map(|c| c.0), Some(1000));
+    let text = final_texts(&speaker.events).join(" ");
+    let w = wer(&text, &reference_text(&wav));
+    println!("with a stall: {text:?} (WER {:.1}%)", w * 100.0);
+    assert!(w <= 0.20, "WER {:.1}% > 20%: {text:?}", w * 100.0);
+    shutdown.cancel();
+}
+
 /// The last audio event the edge stored for `session`.
 async fn last_audio_event(
     env: &TestEnv,

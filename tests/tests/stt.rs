@@ -540,7 +540,8 @@ struct Failover {
 /// A failover run: a worker process takes a session of three sentences; after its first final
 /// `interrupt` is applied to it; a second (in-process) worker resumes the session once the
 /// claim expires, and then `resumed` is applied to the first. Asserts the finals equal an
-/// uninterrupted run's — no gap, no duplicate.
+/// uninterrupted run's — no gap, no duplicate — and that an undecodable message ahead of the
+/// audio was reported once.
 async fn failover(
     env: &TestEnv,
     interrupt: impl FnOnce(&mut voxbridge_tests::SttProcess),
@@ -554,6 +555,13 @@ async fn failover(
 
     let mut first = voxbridge_tests::spawn_stt_process(env, &fast).await;
     let session = SessionId::new();
+    // An undecodable message ahead of the audio: reported once, however many workers read it.
+    let js = async_nats::jetstream::new(env.client().await);
+    js.publish(env.namespace.audio(&session), "not audio".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
     let streamer = stream_in_background(env, session, &samples);
     wait_for_event(env, session, "a final", |e| {
         matches!(e, TranscriptEvent::Final(_))
@@ -586,6 +594,11 @@ async fn failover(
         "the failover run must have no gap and no duplicate"
     );
     println!("claims (delivery, resumed from ms): {:?}", claims(&events));
+    let errors = events
+        .iter()
+        .filter(|e| matches!(e, TranscriptEvent::Error(e) if e.error.code == "malformed_audio"))
+        .count();
+    assert_eq!(errors, 1, "the bad message was reported once");
     Failover {
         interrupted: first,
         rescuer,
@@ -611,17 +624,12 @@ async fn a_killed_worker_is_replaced_without_losing_or_repeating_text() {
     let claims = claims(&run.events);
     assert_eq!(claims.first().map(|c| c.0), Some(1), "{claims:?}");
     assert!(claims.iter().any(|c| c.0 >= 2), "{claims:?}");
+    // The rescuer read the session's audio on from where its checkpoint's buffer starts (a
+    // stream sequence past the bad message), not from the start.
+    let rescuer = scrape(run.rescuer.metrics_addr).await;
+    let malformed = r#"voxbridge_stt_malformed_messages_total{stream="AUDIO"}"#;
+    assert_eq!(metric_value(&rescuer, malformed).unwrap_or(0.0), 0.0);
     run.shutdown.cancel();
-}
-
-/// Sends `signal` (`STOP`, `CONT`) to a process.
-fn signal(child: &std::process::Child, signal: &str) {
-    let status = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("kill -{signal} {}", child.id()))
-        .status()
-        .expect("sh");
-    assert!(status.success(), "kill -{signal}");
 }
 
 /// A worker that stops answering for longer than the session ack wait (here SIGSTOP: in real
@@ -635,8 +643,8 @@ async fn a_paused_worker_whose_session_was_taken_over_gives_it_up() {
     let env = TestEnv::new();
     let run = failover(
         &env,
-        |worker| signal(&worker.child, "STOP"),
-        |worker| signal(&worker.child, "CONT"),
+        |worker| worker.signal("STOP"),
+        |worker| worker.signal("CONT"),
     )
     .await;
     // The paused worker gave the session up (counted) and serves on.

@@ -278,6 +278,14 @@ test('status: waiting for a recogniser, then recognising', () => {
   applyEvent(st, { type: 'status', seq: 6, cursor: 'c6', state: 'recognising', resumed_from_ms: 3900, delivery: 2 });
   assert.equal(st.recogniser, 'recognising');
   assert.equal(st.recogniserLost, false);
+  // It stops answering (stopped, cut off), then answers again.
+  applyEvent(st, { type: 'status', seq: 7, cursor: 'c7', state: 'waiting', reason: 'recogniser_unresponsive', delivery: 2 });
+  assert.equal(st.recogniser, 'waiting');
+  assert.equal(st.recogniserUnresponsive, true);
+  assert.equal(st.recogniserLost, false);
+  applyEvent(st, { type: 'status', seq: 8, cursor: 'c8', state: 'recognising', resumed_from_ms: 3900, delivery: 2 });
+  assert.equal(st.recogniser, 'recognising');
+  assert.equal(st.recogniserUnresponsive, false);
 });
 
 /* ---------------- audio framing ---------------- */
