@@ -1,9 +1,13 @@
 //! Batch jobs over REST (docs/ARCHITECTURE.md, "Batch jobs"):
 //!
-//! - `POST /v1/jobs` — multipart form: `file` (the SRT/WebVTT or WAV file, with its file
-//!   name), `to` (target languages, comma-separated or repeated), optional `from` (source
-//!   language; subtitles default to English, audio is detected), `format` (`srt`|`vtt`), `kind`
-//!   (`subtitles`|`audio`; by default a WAV file is audio, anything else subtitles).
+//! - `POST /v1/jobs` — multipart form: `file` (the SRT/WebVTT file, or the audio file: WAV,
+//!   MP3, FLAC, Ogg Vorbis, M4A/MP4 AAC-LC or raw AAC; with its file name), `to` (target
+//!   languages, comma-separated or repeated), optional `from` (source language; subtitles
+//!   default to English, audio is detected), `format` (`srt`|`vtt`), `kind`
+//!   (`subtitles`|`audio`; by default a file whose first bytes are one of those audio formats'
+//!   — `RIFF….WAVE`, `ID3` or an MP3 frame header, `fLaC`, `OggS`, `ftyp` at offset 4, an
+//!   ADTS header — is audio, anything else subtitles). An audio file the STT worker cannot
+//!   decode (Ogg Opus, say) fails its job with `invalid_audio`.
 //!   202 with the job for a new job, 200 with the existing one for a duplicate submission
 //!   (same file, same options); `Location: /v1/jobs/<id>`.
 //! - `GET /v1/jobs` — every job still kept, newest first.
@@ -268,7 +272,7 @@ async fn read_form(
     }
     let is_audio = match options.kind {
         Some(kind) => kind == JobKind::Audio,
-        None => upload.as_ref().is_some_and(Upload::is_wav),
+        None => upload.as_ref().is_some_and(Upload::is_audio),
     };
     if !is_audio && options.target_langs.is_empty() {
         return Err(ApiError::InvalidRequest(

@@ -76,7 +76,8 @@ fn storage(e: impl std::fmt::Display) -> JobError {
 /// What a client asks for, apart from the file.
 #[derive(Debug, Clone, Default)]
 pub struct JobOptions {
-    /// `None`: a WAV file is an audio job, anything else a subtitle job.
+    /// `None`: an audio file (WAV, MP3, FLAC, Ogg, M4A, AAC: [`looks_like_audio`]) is an audio
+    /// job, anything else a subtitle job.
     pub kind: Option<JobKind>,
     /// The file's name as the user gave it (only its last path component is kept).
     pub file_name: String,
@@ -158,9 +159,10 @@ pub fn content_hash(options: &JobOptions, kind: JobKind, file_digest: &[u8]) -> 
     hex::encode(hasher.finalize())
 }
 
-/// Whether a file starts like a WAV file (`RIFF....WAVE`).
-pub fn looks_like_wav(head: &[u8]) -> bool {
-    head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WAVE"
+/// Whether a file starts like an audio file (WAV, MP3, FLAC, Ogg, MP4/M4A, ADTS AAC) by its
+/// magic bytes ([`crate::audio::AudioFormat::sniff`]): a job of no stated kind is then audio.
+pub fn looks_like_audio(head: &[u8]) -> bool {
+    crate::audio::looks_like_audio(head)
 }
 
 /// Reads through to `inner`, hashing, counting and keeping the first bytes; fails the read
@@ -187,7 +189,9 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Measured<R> {
         if this.size > this.limit {
             return std::task::Poll::Ready(Err(std::io::Error::other("file over the size limit")));
         }
-        let wanted = 12usize.saturating_sub(this.head.len()).min(new.len());
+        let wanted = crate::audio::AudioFormat::HEAD_LEN
+            .saturating_sub(this.head.len())
+            .min(new.len());
         this.head.extend_from_slice(&new[..wanted]);
         this.hasher.update(new);
         std::task::Poll::Ready(Ok(()))
@@ -206,9 +210,9 @@ pub struct Upload {
 }
 
 impl Upload {
-    /// Whether the file starts like a WAV file.
-    pub fn is_wav(&self) -> bool {
-        looks_like_wav(&self.head)
+    /// Whether the file starts like an audio file ([`looks_like_audio`]).
+    pub fn is_audio(&self) -> bool {
+        looks_like_audio(&self.head)
     }
 }
 
@@ -307,7 +311,7 @@ impl JobStore {
             hasher: Sha256::new(),
             size: 0,
             limit,
-            head: Vec::with_capacity(12),
+            head: Vec::with_capacity(crate::audio::AudioFormat::HEAD_LEN),
         };
         let stored = self.files.put(object.as_str(), &mut measured).await;
         if measured.size > limit {
@@ -346,7 +350,7 @@ impl JobStore {
             self.discard(upload).await;
             return Err(JobError::Invalid("the file is empty".into()));
         }
-        let kind = options.kind.unwrap_or(if looks_like_wav(&upload.head) {
+        let kind = options.kind.unwrap_or(if looks_like_audio(&upload.head) {
             JobKind::Audio
         } else {
             JobKind::Subtitles
@@ -974,10 +978,15 @@ mod tests {
     }
 
     #[test]
-    fn wav_files_are_recognised_by_their_header() {
-        assert!(looks_like_wav(b"RIFF\x24\x00\x00\x00WAVEfmt "));
-        assert!(!looks_like_wav(b"1\n00:00:01,000 --> 00:00:02,000\n"));
-        assert!(!looks_like_wav(b"RIFF"));
+    fn audio_files_are_recognised_by_their_header() {
+        assert!(looks_like_audio(b"RIFF\x24\x00\x00\x00WAVEfmt "));
+        assert!(looks_like_audio(b"ID3\x04\x00\x00\x00\x00\x00\x0a"));
+        assert!(looks_like_audio(b"fLaC\x00\x00\x00\x22"));
+        assert!(looks_like_audio(b"OggS\x00\x02\x00\x00"));
+        assert!(looks_like_audio(b"\x00\x00\x00\x1cftypM4A "));
+        assert!(!looks_like_audio(b"1\n00:00:01,000 --> 00:00:02,000\n"));
+        assert!(!looks_like_audio(b"WEBVTT\n\n00:01.000 --> 00:02.000\n"));
+        assert!(!looks_like_audio(b"RIFF"));
     }
 
     #[test]

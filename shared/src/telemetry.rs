@@ -14,6 +14,14 @@ pub fn init(config: &TelemetryConfig) {
         );
         EnvFilter::new("info")
     });
+    // symphonia (audio decoding) logs about the file it reads — demuxing choices at info, a
+    // user's broken upload at error — which the job's own error already reports with a code;
+    // keep those out unless the filter asks for them by name.
+    let filter = if config.filter.contains("symphonia") {
+        filter
+    } else {
+        filter.add_directive("symphonia=off".parse().expect("a valid directive"))
+    };
     let registry = tracing_subscriber::registry().with(filter);
     let result = match config.format {
         LogFormat::Text => registry

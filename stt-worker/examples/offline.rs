@@ -1,6 +1,6 @@
-//! One offline whisper pass per WAV file, with the worker's decoding settings: the baseline that
-//! `scripts/bench-stt` runs beside the live sessions (what streaming costs over transcribing a
-//! whole file at once).
+//! One offline whisper pass per audio file (WAV, MP3, FLAC, Ogg Vorbis, M4A, AAC), with the
+//! worker's decoding settings: the baseline that `scripts/bench-stt` runs beside the live
+//! sessions (what streaming costs over transcribing a whole file at once).
 //!
 //! ```sh
 //! cargo run -p voxbridge-stt --example offline -- --model models/whisper/ggml-tiny.en.bin FILE.wav...
@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
     let mut texts = Vec::new();
     for file in &args.files {
         let bytes = std::fs::read(file)?;
-        let samples = voxbridge_shared::audio::decode_wav_16k(&bytes)?;
+        let samples = voxbridge_shared::audio::decode_audio_16k(&bytes)?;
         let started = std::time::Instant::now();
         let segments = transcriber.transcribe(&samples, &options)?;
         wall_s += started.elapsed().as_secs_f64();

@@ -48,7 +48,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let transcriber = Transcriber::load(&args.model)?;
-    let samples = voxbridge_shared::audio::decode_wav_16k(&std::fs::read(&args.file)?)?;
+    let samples = voxbridge_shared::audio::decode_audio_16k(&std::fs::read(&args.file)?)?;
     println!("setting\tbuffer_s\tmedian_s\ttext");
     // The fixed cost of a run (state creation, one tiny encode, a few decoder steps): an upper
     // bound on what reusing whisper's state across steps could save.

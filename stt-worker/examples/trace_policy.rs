@@ -1,6 +1,7 @@
-//! Streams a WAV file through the streaming policy with whisper, in 100 ms chunks, and prints
-//! every output with the audio position at which it was produced and the recognition time: what
-//! a listener would see, step by step, without NATS. For tuning the policy.
+//! Streams an audio file (WAV, MP3, FLAC, ...) through the streaming policy with whisper, in
+//! 100 ms chunks, and prints every output with the audio position at which it was produced and
+//! the recognition time: what a listener would see, step by step, without NATS. For tuning the
+//! policy.
 //!
 //! ```sh
 //! cargo run -p voxbridge-stt --example trace_policy -- \
@@ -49,7 +50,7 @@ fn main() -> anyhow::Result<()> {
     let transcriber = Arc::new(Transcriber::load(&args.model)?);
     for file in &args.files {
         println!("== {}", file.display());
-        let samples = voxbridge_shared::audio::decode_wav_16k(&std::fs::read(file)?)?;
+        let samples = voxbridge_shared::audio::decode_audio_16k(&std::fs::read(file)?)?;
         let runs = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = runs.clone();
         let recognizer = WhisperRecognizer {

@@ -1,7 +1,8 @@
 //! Audio-file jobs: the `jobs-audio` consumer on the JOBS work queue.
 //!
-//! A job: read the WAV file from the Object Store (any sample rate, channel count and sample
-//! format; decoded with hound and resampled with rubato by [`voxbridge_shared::audio`]),
+//! A job: read the audio file from the Object Store (WAV, MP3, FLAC, Ogg Vorbis, M4A/MP4
+//! AAC-LC or raw AAC, any sample rate and channel count; decoded with hound or symphonia and
+//! resampled with rubato by [`voxbridge_shared::audio`]),
 //! transcribe it in one pass with Whisper (segment and word timestamps), cut the words into
 //! cues of at most `max_cue_ms` and the line layout (42 × 2 by default; a new cue at each
 //! sentence end and each pause), and store the transcript as SRT or WebVTT. With target
@@ -11,7 +12,9 @@
 //! Reliability is as for subtitle jobs: the claim is kept alive while whisper works, the
 //! message is acked only after the transcript and the hand-over are stored (a redelivery after
 //! the hand-over re-publishes it — deduplicated — without transcribing again), poison files
-//! (not WAV, too long, too large) fail with a code and go to the DLQ at once.
+//! (not a supported audio format, too long, too large) fail with a code and go to the DLQ at
+//! once. The length limit is checked on the length the file states before decoding, and again
+//! while decoding (an MP3 without a Xing header only has an estimate).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -35,7 +38,7 @@ use crate::transcriber::{Segment, Threads, TranscribeOptions, Transcriber};
 pub struct AudioJobSettings {
     pub threads: Threads,
     pub beam_size: usize,
-    /// Largest WAV file accepted.
+    /// Largest audio file accepted.
     pub max_file_bytes: usize,
     /// Longest audio accepted, in seconds.
     pub max_audio_s: f64,
@@ -411,17 +414,21 @@ impl AudioJobs {
                     spec.input_object
                 ),
             })?;
+        // The error names what the file is and the formats audio jobs take.
         let duration =
-            voxbridge_shared::audio::wav_duration_s(&bytes).map_err(|e| Failure::Poison {
-                code: "invalid_audio",
-                message: format!("{e} (audio jobs take WAV files)"),
+            voxbridge_shared::audio::audio_duration_s(&bytes).map_err(|e| match e.code() {
+                "invalid_audio" => Failure::Poison {
+                    code: "invalid_audio",
+                    message: e.to_string(),
+                },
+                _ => Failure::Transient(e.to_string()),
             })?;
-        if duration > self.settings.max_audio_s {
+        let max_audio_s = self.settings.max_audio_s;
+        if duration > max_audio_s {
             return Err(Failure::Poison {
                 code: "audio_too_long",
                 message: format!(
-                    "the audio is {duration:.0} s long; the limit is {:.0} s",
-                    self.settings.max_audio_s
+                    "the audio is {duration:.0} s long; the limit is {max_audio_s:.0} s"
                 ),
             });
         }
@@ -450,7 +457,9 @@ impl AudioJobs {
         let percent = Arc::new(std::sync::atomic::AtomicI32::new(0));
         let seen = percent.clone();
         let work = tokio::task::spawn_blocking(move || {
-            let audio = voxbridge_shared::audio::decode_wav_16k(&bytes)
+            // Limited again while decoding: the stated length may have been an estimate (an
+            // MP3 without a Xing header), and compressed audio decodes to many times its size.
+            let audio = voxbridge_shared::audio::decode_audio_16k_limited(&bytes, max_audio_s)
                 .map_err(|e| (e.code(), e.to_string()))?;
             transcriber
                 .transcribe_with_progress(
@@ -492,10 +501,7 @@ impl AudioJobs {
         let outcome =
             outcome.map_err(|e| Failure::Transient(format!("transcription thread: {e}")))?;
         let (segments, detected) = outcome.map_err(|(code, message)| match code {
-            "invalid_audio" => Failure::Poison {
-                code: "invalid_audio",
-                message,
-            },
+            "invalid_audio" | "audio_too_long" => Failure::Poison { code, message },
             _ => Failure::Transient(message),
         })?;
         let lang = language

@@ -662,6 +662,57 @@ async fn voxctl_transcribes_and_translates_an_audio_file() {
     shutdown.cancel();
 }
 
+/// A compressed-audio fixture (`tests/fixtures/audio`, made from jfk.wav: see its README).
+fn audio_fixture(name: &str) -> Vec<u8> {
+    let path = voxbridge_tests::workspace_root()
+        .join("tests/fixtures/audio")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mp3_posted_without_a_kind_is_transcribed_and_an_opus_file_fails_cleanly() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let _stt = start_stt_worker(&env, &[], shutdown.clone()).await;
+    let edge = start_edge(&env, &[], shutdown.clone()).await;
+    let reference = voxbridge_tests::reference_text(&voxbridge_tests::audio_dir().join("jfk.wav"));
+
+    // 22.05 kHz mono MP3 with an ID3 tag; no `kind`: the edge tells audio by the first bytes.
+    let (status, job) = post_job(edge.addr, "jfk.mp3", audio_fixture("jfk.mp3"), &[]).await;
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(job["kind"], "audio", "{job}");
+    let id = job["id"].as_str().expect("id").to_string();
+    let job = wait_job(edge.addr, &id, Duration::from_secs(120)).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (status, body) = download(edge.addr, &id, "en").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let transcript = Subtitles::parse(&body).expect("transcript parses");
+    let text: Vec<String> = transcript.cues().iter().map(|c| c.plain_text()).collect();
+    let text = text.join(" ");
+    let error = wer(&text, &reference);
+    println!("MP3 transcript (WER {:.1} %): {text}", error * 100.0);
+    assert!(error <= 0.15, "WER {error}: {text}");
+    let last_end = transcript.cues().last().map_or(0, |c| c.end_ms());
+    assert!(
+        last_end <= 11_100,
+        "within the 11 s of audio: {last_end} ms"
+    );
+
+    // Ogg Opus is audio by its first bytes, but symphonia has no Opus decoder: the job fails
+    // with `invalid_audio`, naming the codec, and the worker carries on.
+    let (status, job) = post_job(edge.addr, "jfk.opus", audio_fixture("jfk.opus"), &[]).await;
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(job["kind"], "audio", "{job}");
+    let id = job["id"].as_str().expect("id").to_string();
+    let job = wait_job(edge.addr, &id, Duration::from_secs(60)).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "invalid_audio", "{job}");
+    let message = job["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("Opus"), "{message}");
+    shutdown.cancel();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_that_is_not_audio_fails_the_audio_job_cleanly() {
     let env = TestEnv::new();
@@ -685,6 +736,29 @@ async fn a_file_that_is_not_audio_fails_the_audio_job_cleanly() {
         .expect("wait");
     assert_eq!(status.state, JobState::Failed);
     assert_eq!(status.error.expect("error").code, "invalid_audio");
+    // Garbage behind another format's magic bytes (an ID3 tag, as MP3s start) too, with a
+    // message that lists the formats audio jobs take.
+    let submitted = store
+        .submit(Submission {
+            kind: JobKind::Audio,
+            file_name: "song.mp3".into(),
+            bytes: b"ID3\x04\x00\x00\x00\x00\x00\x0ajunkjunkjunkjunk"
+                .to_vec()
+                .into(),
+            source_lang: None,
+            target_langs: vec![],
+            output_format: None,
+        })
+        .await
+        .expect("submit");
+    let status = store
+        .wait(&submitted.status.job_id, Duration::from_secs(60))
+        .await
+        .expect("wait");
+    assert_eq!(status.state, JobState::Failed);
+    let error = status.error.expect("error");
+    assert_eq!(error.code, "invalid_audio");
+    assert!(error.message.contains("MP3, FLAC"), "{}", error.message);
     // The worker is still healthy.
     let (code, _) = voxbridge_tests::http_get(&format!("http://{}/healthz", stt.metrics_addr))
         .await

@@ -40,7 +40,7 @@ use voxbridge_shared::eval::{self, BleuScore, Chrf, ChrfScore, EvalError as Scor
 use voxbridge_shared::messages::AUDIO_SAMPLE_RATE_HZ;
 
 use crate::bench::Summary;
-use crate::live::{EdgeArgs, SessionTimes, Speed, read_wav_16k, stream_file};
+use crate::live::{EdgeArgs, SessionTimes, Speed, read_audio_16k, stream_file};
 
 /// Version of the report's JSON layout: `--compare` and `eval-ratio` read this version only.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -355,7 +355,7 @@ pub struct CaseRun {
 
 /// Streams one case through a live session.
 async fn run_case(args: &EvalArgs, targets: &[String], case: &Case) -> anyhow::Result<CaseRun> {
-    let samples = read_wav_16k(&case.audio)?;
+    let samples = read_audio_16k(&case.audio)?;
     anyhow::ensure!(
         !samples.is_empty(),
         "{} holds no audio",

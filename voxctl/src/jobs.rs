@@ -71,7 +71,8 @@ pub struct TranslateSubsArgs {
 /// `voxctl transcribe`
 #[derive(Debug, Clone, clap::Args)]
 pub struct TranscribeArgs {
-    /// A WAV file (any sample rate, channel count and sample format).
+    /// An audio file: WAV, MP3, FLAC, Ogg Vorbis, M4A/MP4 (AAC-LC) or AAC (ADTS); any sample
+    /// rate, channel count and sample format.
     pub file: PathBuf,
     /// Also translate into these languages, comma-separated.
     #[arg(long = "to", value_delimiter = ',')]
@@ -171,9 +172,9 @@ pub async fn translate_subs(nats: &NatsConfig, args: &TranslateSubsArgs) -> anyh
 pub async fn transcribe(nats: &NatsConfig, args: &TranscribeArgs) -> anyhow::Result<i32> {
     let bytes =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    // Fail fast on what the worker would reject.
-    voxbridge_shared::audio::wav_duration_s(&bytes)
-        .with_context(|| format!("{} is not a WAV file", args.file.display()))?;
+    // Fail fast on what the worker would reject (the error names the formats it takes).
+    voxbridge_shared::audio::audio_duration_s(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
     let targets = args
         .targets
         .iter()

@@ -1,4 +1,4 @@
-//! Live sessions from the command line: `voxctl live FILE.wav` streams a recording through the
+//! Live sessions from the command line: `voxctl live FILE` streams a recording through the
 //! edge's WebSocket (`/v1/live`) like a microphone would and prints the transcript and the
 //! translations as they arrive; `voxctl bench live` runs several such sessions at once and
 //! measures what a user waits for.
@@ -52,7 +52,8 @@ pub struct EdgeArgs {
 /// `voxctl live`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LiveArgs {
-    /// A WAV file (any sample rate or channel count; converted to 16 kHz mono).
+    /// An audio file: WAV, MP3, FLAC, Ogg Vorbis, M4A or AAC (any sample rate or channel count;
+    /// converted to 16 kHz mono).
     pub file: PathBuf,
     #[command(flatten)]
     pub edge: EdgeArgs,
@@ -78,7 +79,7 @@ pub struct BenchLiveArgs {
     /// Concurrent session counts to measure, one after the other.
     #[arg(long, value_delimiter = ',', default_value = "1,4,10")]
     pub sessions: Vec<usize>,
-    /// WAV files to stream (session i streams file i mod n).
+    /// Audio files to stream (WAV, MP3, FLAC, ...; session i streams file i mod n).
     #[arg(long, num_args = 1.., required = true)]
     pub files: Vec<PathBuf>,
     #[arg(long, default_value = "en")]
@@ -90,10 +91,11 @@ pub struct BenchLiveArgs {
     pub json: Option<PathBuf>,
 }
 
-/// 16 kHz mono s16 samples of a WAV file of any rate, channel count and sample format.
-pub fn read_wav_16k(path: &Path) -> anyhow::Result<Vec<i16>> {
+/// 16 kHz mono s16 samples of an audio file ([`voxbridge_shared::audio::SUPPORTED`] formats)
+/// of any rate, channel count and sample format.
+pub fn read_audio_16k(path: &Path) -> anyhow::Result<Vec<i16>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let samples = voxbridge_shared::audio::decode_wav_16k(&bytes)
+    let samples = voxbridge_shared::audio::decode_audio_16k(&bytes)
         .with_context(|| format!("decoding {}", path.display()))?;
     Ok(voxbridge_shared::audio::to_i16(&samples))
 }
@@ -328,7 +330,7 @@ pub async fn stream_file(
 
 /// `voxctl live FILE`.
 pub async fn run_live(args: &LiveArgs) -> anyhow::Result<i32> {
-    let samples = read_wav_16k(&args.file)?;
+    let samples = read_audio_16k(&args.file)?;
     let json_lines = args.json;
     let times = stream_file(
         &args.edge,
@@ -346,6 +348,9 @@ pub async fn run_live(args: &LiveArgs) -> anyhow::Result<i32> {
                 Some("status") if event["reason"] == "recogniser_lost" => {
                     eprintln!("the recogniser stopped; waiting for another (the audio is kept)")
                 }
+                Some("status") if event["reason"] == "recogniser_unresponsive" => eprintln!(
+                    "the recogniser does not answer; waiting for it or another (the audio is kept)"
+                ),
                 Some("status") if event["state"] == "waiting" => {
                     eprintln!("waiting for a recogniser (the audio is kept)")
                 }
@@ -427,7 +432,7 @@ pub async fn bench_live(args: &BenchLiveArgs) -> anyhow::Result<Vec<LiveLevel>> 
     let files: Vec<Vec<i16>> = args
         .files
         .iter()
-        .map(|f| read_wav_16k(f))
+        .map(|f| read_audio_16k(f))
         .collect::<Result<_, _>>()?;
     let mut levels = Vec::new();
     for &n in &args.sessions {
@@ -622,7 +627,7 @@ mod tests {
             w.write_sample(s).expect("write");
         }
         w.finalize().expect("finalize");
-        let out = read_wav_16k(&path).expect("read");
+        let out = read_audio_16k(&path).expect("read");
         assert!(
             (out.len() as i64 - 16_000).abs() <= 16,
             "{} samples",

@@ -1,4 +1,4 @@
-//! `voxctl record FILE.wav --ref TRANSCRIPT.txt [--ref-translation vi:FILE]`: streams a
+//! `voxctl record AUDIO --ref TRANSCRIPT.txt [--ref-translation vi:FILE]`: streams a
 //! recording through a live session (like `voxctl live`) and stores its references beside the
 //! session, in KV bucket `vb-recordings` (a [`Recording`], key = session id). The session's audio
 //! stays in the AUDIO stream, so `voxctl replay SESSION` can run it again through whatever
@@ -18,12 +18,13 @@ use voxbridge_shared::config::NatsConfig;
 use voxbridge_shared::messages::{AUDIO_SAMPLE_RATE_HZ, Recording, now_unix_ms};
 use voxbridge_shared::subjects::buckets;
 
-use crate::live::{EdgeArgs, SessionTimes, Speed, read_wav_16k, stream_file};
+use crate::live::{EdgeArgs, SessionTimes, Speed, read_audio_16k, stream_file};
 
 /// `voxctl record`
 #[derive(Debug, Clone, clap::Args)]
 pub struct RecordArgs {
-    /// A WAV file (any sample rate or channel count; converted to 16 kHz mono).
+    /// An audio file: WAV, MP3, FLAC, Ogg Vorbis, M4A or AAC (any sample rate or channel count;
+    /// converted to 16 kHz mono).
     pub file: PathBuf,
     /// Reference transcript (UTF-8 text).
     #[arg(long = "ref")]
@@ -80,7 +81,7 @@ fn read_text(path: &Path) -> anyhow::Result<String> {
 
 /// Streams the file, then stores the [`Recording`].
 pub async fn record(nats: &NatsConfig, args: &RecordArgs) -> anyhow::Result<RecordReport> {
-    let samples = read_wav_16k(&args.file)?;
+    let samples = read_audio_16k(&args.file)?;
     let reference = args.reference.as_deref().map(read_text).transpose()?;
     let reference_translations = args
         .ref_translations
