@@ -531,6 +531,18 @@ fn read_vmap(
     };
     let bytes = std::fs::read(&map_path).map_err(|e| err(e.to_string()))?;
     let digest = hex::encode(Sha256::digest(&bytes))[..12].to_string();
+    // Operators should see that output is restricted (and for which languages).
+    tracing::info!(
+        map = %map_path.display(),
+        %digest,
+        languages = ?languages.as_ref().map(|l: &HashSet<String>| {
+            let mut l: Vec<_> = l.iter().collect();
+            l.sort();
+            l
+        }),
+        "vocabulary map in use: translations into these languages (all when none are listed) \
+         can only produce the map's tokens and the source's"
+    );
     Ok(Some(Vmap { languages, digest }))
 }
 
