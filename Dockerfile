@@ -2,7 +2,7 @@
 # compiled from source).
 FROM rust:1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends cmake clang libclang-dev \
-    pkg-config python3 python3-venv && rm -rf /var/lib/apt/lists/*
+    pkg-config libopus-dev python3 python3-venv && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Intel MKL + OpenMP from PyPI into .tools/mkl, where .cargo/config.toml points the build.
 ARG MKL_VERSION=2026.1.0
@@ -12,8 +12,9 @@ COPY . .
 RUN cargo build --release --workspace --bins
 
 FROM debian:bookworm-slim
+# libopus0: libopus, which decodes Opus audio files (Ogg Opus, WebM/Opus).
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libstdc++6 libgomp1 \
-    && rm -rf /var/lib/apt/lists/*
+    libopus0 && rm -rf /var/lib/apt/lists/*
 # Intel's OpenMP runtime, which CTranslate2 is linked with, on the loader's path.
 COPY --from=build /src/.tools/mkl/lib/libiomp5.so /usr/local/lib/
 RUN ldconfig

@@ -6,8 +6,8 @@
 //!   default to English, audio is detected), `format` (`srt`|`vtt`), `kind`
 //!   (`subtitles`|`audio`; by default a file whose first bytes are one of those audio formats'
 //!   — `RIFF….WAVE`, `ID3` or an MP3 frame header, `fLaC`, `OggS`, `ftyp` at offset 4, an
-//!   ADTS header — is audio, anything else subtitles). An audio file the STT worker cannot
-//!   decode (Ogg Opus, say) fails its job with `invalid_audio`.
+//!   ADTS header, WebM's `1A 45 DF A3` — is audio, anything else subtitles). An audio file the
+//!   STT worker cannot decode (ALAC in an M4A, say) fails its job with `invalid_audio`.
 //!   202 with the job for a new job, 200 with the existing one for a duplicate submission
 //!   (same file, same options); `Location: /v1/jobs/<id>`.
 //! - `GET /v1/jobs` — every job still kept, newest first.

@@ -4,16 +4,25 @@
 //! duration limit before decoding; [`decode_audio_16k_limited`] enforces it while decoding too,
 //! since a compressed file's stated length may be an estimate).
 //!
-//! Formats ([`SUPPORTED`]): WAV, MP3, FLAC, Ogg Vorbis, M4A/MP4 (AAC-LC) and raw AAC (ADTS).
-//! WAV is read with `hound` (8/16/24/32-bit integer, 32-bit float, any channel count); a WAV
-//! file hound cannot read (A-law, μ-law, 64-bit float) goes to `symphonia`, which decodes every
-//! other format (pure Rust; the workspace enables only these formats' features). Any channel
-//! count is down-mixed to mono, any rate resampled to 16 kHz with `rubato` (band-limited sinc
-//! interpolation). Encoder delay and padding are trimmed where the file states them (LAME/Xing
-//! headers, Ogg granule positions, FLAC's exact length).
+//! Formats ([`SUPPORTED`]): WAV, MP3, FLAC, Ogg Vorbis, Ogg Opus, WebM/Opus, M4A/MP4 (AAC-LC)
+//! and raw AAC (ADTS). WAV is read with `hound` (8/16/24/32-bit integer, 32-bit float, any
+//! channel count); a WAV file hound cannot read (A-law, μ-law, 64-bit float) goes to
+//! `symphonia`, which demuxes every other format and decodes all but Opus (pure Rust; the
+//! workspace enables only these formats' features). Any channel count is down-mixed to mono,
+//! any rate resampled to 16 kHz with `rubato` (band-limited sinc interpolation). Encoder delay
+//! and padding are trimmed where the file states them (LAME/Xing headers, Ogg granule
+//! positions, FLAC's exact length).
 //!
-//! Errors: a file that is no supported format, that holds an unsupported codec (Ogg Opus, say:
-//! symphonia has no Opus decoder), or that cannot be read is an [`AudioError`] with code
+//! Opus (phone voice notes in Ogg, browsers' MediaRecorder in WebM) has no symphonia decoder:
+//! its packets, demuxed by symphonia, go to libopus (the `opus` crate), which decodes straight
+//! to 16 kHz mono (no resampling; libopus down-mixes). The OpusHead's pre-skip is dropped and
+//! its output gain applied; Ogg's end trimming (the last page's granule position) is honoured;
+//! WebM states none (symphonia reads no `DiscardPadding`), so a WebM file keeps the encoder's
+//! last-frame padding, at most 20 ms of silence at the end. Multistream Opus (surround,
+//! channel mapping families 1 and 255 with several streams) is an unsupported codec.
+//!
+//! Errors: a file that is no supported format, that holds an unsupported codec (ALAC in an
+//! M4A, say), or that cannot be read is an [`AudioError`] with code
 //! `invalid_audio` and a message naming what was found and the supported formats; the message
 //! reaches users (job status, `voxctl`). Garbage never panics: the symphonia path also runs
 //! under `catch_unwind`, so a bug in a third-party parser on a hostile file is an error too.
@@ -33,7 +42,8 @@ use symphonia::core::units::{Duration as TbDuration, TimeBase};
 pub const SAMPLE_RATE: u32 = 16_000;
 
 /// The audio formats [`decode_audio_16k`] reads, as told to users.
-pub const SUPPORTED: &str = "WAV, MP3, FLAC, Ogg Vorbis, M4A/MP4 (AAC-LC) or AAC (ADTS)";
+pub const SUPPORTED: &str =
+    "WAV, MP3, FLAC, Ogg Vorbis, Ogg Opus, WebM/Opus, M4A/MP4 (AAC-LC) or AAC (ADTS)";
 
 /// Sample rates a file may state (outside: a corrupt header, not audio to resample).
 const RATES: std::ops::RangeInclusive<u32> = 1_000..=768_000;
@@ -44,7 +54,7 @@ pub enum AudioError {
     /// No supported format: `found` says what the file looks like.
     #[error("not a supported audio file ({found}); supported formats: {SUPPORTED}")]
     Unrecognised { found: String },
-    /// A supported container holding a codec we cannot decode (Opus, AC-3, ...).
+    /// A supported container holding a codec we cannot decode (ALAC, AC-3, ...).
     #[error(
         "{container} file with {codec} audio: {codec} is not supported; supported formats: {SUPPORTED}"
     )]
@@ -85,8 +95,11 @@ pub enum AudioFormat {
     Mp3,
     /// `fLaC`.
     Flac,
-    /// `OggS` (Vorbis, or an unsupported codec such as Opus: the codec is known once read).
+    /// `OggS` (Vorbis, Opus, or an unsupported codec such as Speex: known once read).
     Ogg,
+    /// An EBML header, `1A 45 DF A3`: WebM or Matroska (Opus or Vorbis, say, as browsers'
+    /// MediaRecorder writes; the codec is known once read).
+    WebM,
     /// An ISO base media file: `ftyp` at offset 4 (M4A, MP4, 3GP, MOV).
     Mp4,
     /// Raw AAC in ADTS frames.
@@ -113,6 +126,8 @@ impl AudioFormat {
             Some(AudioFormat::Mp3)
         } else if at(4, b"ftyp") {
             Some(AudioFormat::Mp4)
+        } else if at(0, b"\x1a\x45\xdf\xa3") {
+            Some(AudioFormat::WebM)
         } else if frame(is_adts_frame) {
             Some(AudioFormat::Adts)
         } else {
@@ -128,6 +143,7 @@ impl AudioFormat {
             AudioFormat::Flac => "FLAC",
             AudioFormat::Ogg => "Ogg",
             AudioFormat::Mp4 => "MP4/M4A",
+            AudioFormat::WebM => "WebM",
             AudioFormat::Adts => "AAC (ADTS)",
         }
     }
@@ -140,6 +156,7 @@ impl AudioFormat {
             AudioFormat::Flac => "flac",
             AudioFormat::Ogg => "ogg",
             AudioFormat::Mp4 => "m4a",
+            AudioFormat::WebM => "webm",
             AudioFormat::Adts => "aac",
         }
     }
@@ -175,8 +192,9 @@ pub fn looks_like_audio(head: &[u8]) -> bool {
 /// and the first frames' bitrate (exact for constant-bitrate files; a variable-bitrate file
 /// without a header may be off, so decode-time callers should check the decoded length too);
 /// for a stream that states nothing (ADTS AAC), the sum of its packets' durations, read
-/// without decoding. Fails as [`decode_audio_16k`] would on an unknown format or an
-/// unsupported codec (so `voxctl` can fail fast on an Opus file).
+/// without decoding; if they state none either (WebM, whose segment may state no length), by
+/// decoding. Fails as [`decode_audio_16k`] would on an unknown format or an
+/// unsupported codec (so `voxctl` can fail fast on an ALAC file).
 pub fn audio_duration_s(bytes: &[u8]) -> Result<f64, AudioError> {
     let sniffed = AudioFormat::sniff(bytes);
     if sniffed == Some(AudioFormat::Wav) {
@@ -317,6 +335,8 @@ struct Opened<'a> {
     num_frames: Option<u64>,
     duration: Option<TbDuration>,
     time_base: Option<TimeBase>,
+    /// Encoder delay in frames, as the container states it (Ogg Opus: the pre-skip).
+    delay: Option<u32>,
 }
 
 fn open(bytes: &[u8], sniffed: Option<AudioFormat>) -> Result<Opened<'_>, AudioError> {
@@ -367,9 +387,10 @@ fn open(bytes: &[u8], sniffed: Option<AudioFormat>) -> Result<Opened<'_>, AudioE
             detail: "the audio track's codec is not stated".into(),
         });
     };
-    if symphonia::default::get_codecs()
-        .get_audio_decoder(params.codec)
-        .is_none()
+    if params.codec != codec_ids::CODEC_ID_OPUS
+        && symphonia::default::get_codecs()
+            .get_audio_decoder(params.codec)
+            .is_none()
     {
         return Err(AudioError::UnsupportedCodec {
             container: format,
@@ -381,6 +402,7 @@ fn open(bytes: &[u8], sniffed: Option<AudioFormat>) -> Result<Opened<'_>, AudioE
         num_frames: track.num_frames,
         duration: track.duration,
         time_base: track.time_base,
+        delay: track.delay,
         params,
         reader,
         format,
@@ -404,12 +426,15 @@ fn make_decoder(o: &Opened<'_>) -> Result<Box<dyn AudioDecoder>, AudioError> {
 
 fn symphonia_duration(bytes: &[u8], sniffed: Option<AudioFormat>) -> Result<f64, AudioError> {
     let mut o = open(bytes, sniffed)?;
+    // (A stated zero is no statement: symphonia's WebM reader says 0 when the segment does.)
     if let (Some(frames), Some(rate)) = (o.num_frames, o.params.sample_rate)
         && rate > 0
+        && frames > 0
     {
         return Ok(frames as f64 / f64::from(rate));
     }
     if let (Some(duration), Some(tb)) = (o.duration, o.time_base)
+        && duration.get() > 0
         && let Some(t) = tb.calc_duration(duration)
     {
         return Ok(t.as_nanos() as f64 / 1e9);
@@ -436,6 +461,12 @@ fn symphonia_duration(bytes: &[u8], sniffed: Option<AudioFormat>) -> Result<f64,
             }
         }
     }
+    if total.is_zero() {
+        // Packets without durations (WebM blocks may state none): decode.
+        return Ok(
+            decode_16k(open(bytes, sniffed)?, f64::INFINITY)?.len() as f64 / f64::from(SAMPLE_RATE),
+        );
+    }
     Ok(tb
         .calc_duration(total)
         .map_or(f64::INFINITY, |t| t.as_nanos() as f64 / 1e9))
@@ -457,6 +488,9 @@ fn decode_16k(mut o: Opened<'_>, limit_s: f64) -> Result<Vec<f32>, AudioError> {
         format: format.to_string(),
         detail,
     };
+    if o.params.codec == codec_ids::CODEC_ID_OPUS {
+        return decode_opus_16k(o, limit_s);
+    }
     let mut decoder = make_decoder(&o)?;
     // At 16 kHz: the output itself; at another rate: the resampler, which holds the output.
     let mut out: Vec<f32> = Vec::new();
@@ -561,6 +595,146 @@ fn decode_16k(mut o: Opened<'_>, limit_s: f64) -> Result<Vec<f32>, AudioError> {
     }
 }
 
+/// What an Opus stream's identification header (RFC 7845 `OpusHead`, the codec's extra data
+/// in Ogg and WebM alike) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OpusHead {
+    channels: u8,
+    /// Frames at 48 kHz to drop from the start.
+    pre_skip: u16,
+    /// Output gain, Q7.8 dB.
+    gain: i16,
+    mapping_family: u8,
+    /// Opus streams per packet (1 unless the mapping family is not 0).
+    streams: u8,
+}
+
+impl OpusHead {
+    fn parse(b: &[u8]) -> Option<OpusHead> {
+        if b.len() < 19 || !b.starts_with(b"OpusHead") {
+            return None;
+        }
+        let mapping_family = b[18];
+        Some(OpusHead {
+            channels: b[9],
+            pre_skip: u16::from_le_bytes([b[10], b[11]]),
+            gain: i16::from_le_bytes([b[16], b[17]]),
+            mapping_family,
+            streams: if mapping_family == 0 { 1 } else { *b.get(19)? },
+        })
+    }
+}
+
+/// [`decode_16k`] for Opus: libopus decodes each packet straight to 16 kHz mono (it down-mixes
+/// a stereo stream itself). Drops the pre-skip and the start and end trims the container gives
+/// (Ogg: from granule positions), applies the header's output gain, skips packets libopus
+/// rejects, stops with [`AudioError::TooLong`] past `limit_s` seconds.
+fn decode_opus_16k(mut o: Opened<'_>, limit_s: f64) -> Result<Vec<f32>, AudioError> {
+    /// Opus' own rate, of pre-skip and Ogg granule positions.
+    const OPUS_RATE: u64 = 48_000;
+    /// The longest Opus packet: 120 ms.
+    const MAX_PACKET: usize = SAMPLE_RATE as usize * 120 / 1000;
+    let malformed = |format: &str, detail: String| AudioError::Malformed {
+        format: format.to_string(),
+        detail,
+    };
+    let head = o.params.extra_data.as_deref().and_then(OpusHead::parse);
+    if let Some(h) = head
+        && h.streams != 1
+    {
+        return Err(AudioError::UnsupportedCodec {
+            container: o.format.clone(),
+            codec: format!(
+                "Opus (multistream: {} streams, {} channels)",
+                h.streams, h.channels
+            ),
+        });
+    }
+    let mut decoder = opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono)
+        .map_err(|e| malformed(&o.format, format!("libopus: {e}")))?;
+    if let Some(h) = head
+        && h.gain != 0
+    {
+        decoder
+            .set_gain(i32::from(h.gain))
+            .map_err(|e| malformed(&o.format, format!("libopus: {e}")))?;
+    }
+    // Container durations (trims) to 16 kHz frames.
+    let tb = o.time_base;
+    let to_16k_frames = |d: TbDuration| -> usize {
+        let d = d.get();
+        let frames = match tb {
+            Some(tb) => {
+                u128::from(d) * u128::from(SAMPLE_RATE) * u128::from(tb.numer.get())
+                    / u128::from(tb.denom.get())
+            }
+            None => u128::from(d) * u128::from(SAMPLE_RATE) / u128::from(OPUS_RATE),
+        };
+        usize::try_from(frames).unwrap_or(usize::MAX)
+    };
+    let pre_skip = head
+        .map(|h| u64::from(h.pre_skip))
+        .or(o.delay.map(u64::from))
+        .unwrap_or(0);
+    // Frames still to drop from the start (pre-skip, at 16 kHz).
+    let mut skip = usize::try_from(pre_skip * u64::from(SAMPLE_RATE) / OPUS_RATE).unwrap_or(0);
+    let limit_frames = limit_s * f64::from(SAMPLE_RATE);
+    let mut out: Vec<f32> = Vec::new();
+    let mut pcm = vec![0f32; MAX_PACKET];
+    let mut decoded_any = false;
+    let mut last_error: Option<String> = None;
+    loop {
+        let packet = match o.reader.next_packet() {
+            Ok(Some(packet)) => packet,
+            Ok(None) => break,
+            // A truncated file: keep what came before the cut.
+            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break;
+            }
+            // A new logical stream (chained Ogg): not followed; keep the first stream's audio.
+            Err(SymphoniaError::ResetRequired) => break,
+            Err(e) => {
+                if !decoded_any {
+                    return Err(malformed(&o.format, e.to_string()));
+                }
+                // Damage after the audio: keep what was read.
+                break;
+            }
+        };
+        if packet.track_id != o.track_id || packet.data.is_empty() {
+            continue;
+        }
+        let n = match decoder.decode_float(&packet.data, &mut pcm, false) {
+            Ok(n) => n.min(pcm.len()),
+            // A damaged packet: skip it, as players do.
+            Err(e) => {
+                last_error = Some(format!("libopus: {e}"));
+                continue;
+            }
+        };
+        decoded_any = true;
+        let mut frames = &pcm[..n];
+        let start = (skip + to_16k_frames(packet.trim_start)).min(frames.len());
+        skip = skip.saturating_sub(frames.len());
+        frames = &frames[start..];
+        let end = frames.len().saturating_sub(to_16k_frames(packet.trim_end));
+        out.extend_from_slice(&frames[..end]);
+        if out.len() as f64 > limit_frames {
+            return Err(AudioError::TooLong { limit_s });
+        }
+    }
+    if !decoded_any {
+        return Err(match last_error {
+            Some(e) => malformed(&o.format, format!("no decodable audio ({e})")),
+            None => AudioError::Empty(o.format),
+        });
+    }
+    if out.is_empty() {
+        return Err(AudioError::Empty(o.format));
+    }
+    Ok(out)
+}
+
 /// What a file of no supported format looks like, for the error message.
 fn describe_unknown(bytes: &[u8]) -> String {
     let head = &bytes[..bytes.len().min(16)];
@@ -568,8 +742,7 @@ fn describe_unknown(bytes: &[u8]) -> String {
         return "an empty file".into();
     }
     let known = [
-        (&b"\x1a\x45\xdf\xa3"[..], "Matroska/WebM"),
-        (b"FORM", "AIFF"),
+        (&b"FORM"[..], "AIFF"),
         (b"caff", "Core Audio (CAF)"),
         (b"MThd", "MIDI"),
         (b"#!AMR", "AMR"),
@@ -854,6 +1027,7 @@ mod tests {
         assert_eq!(sniff(b"\xff\xf3\x50\xc4"), Some(AudioFormat::Mp3));
         assert_eq!(sniff(b"\x00\x00\x00\x1cftypM4A "), Some(AudioFormat::Mp4));
         assert_eq!(sniff(b"\xff\xf1\x58\x40"), Some(AudioFormat::Adts));
+        assert_eq!(sniff(b"\x1a\x45\xdf\xa3\x9f\x42"), Some(AudioFormat::WebM));
         // Subtitles, with and without a byte-order mark (UTF-16 LE's FF FE is no frame sync).
         assert_eq!(sniff(b"1\n00:00:01,000 --> 00:00:02,000\n"), None);
         assert_eq!(sniff(b"WEBVTT\n\n"), None);
@@ -1000,23 +1174,56 @@ mod tests {
     }
 
     #[test]
-    fn ogg_opus_is_an_invalid_audio_error_naming_the_codec() {
-        let bytes = fixture("jfk.opus");
+    fn ogg_opus_decodes_to_jfk() {
+        check_lossy("jfk.opus");
+    }
+
+    #[test]
+    fn webm_opus_decodes_to_jfk() {
+        check_lossy("jfk.webm");
+    }
+
+    #[test]
+    fn an_unsupported_codec_is_an_invalid_audio_error_naming_it() {
+        let bytes = fixture("jfk-alac.m4a");
         for e in [
-            decode_audio_16k(&bytes).expect_err("opus decodes?"),
-            audio_duration_s(&bytes).expect_err("opus has a duration?"),
+            decode_audio_16k(&bytes).expect_err("alac decodes?"),
+            audio_duration_s(&bytes).expect_err("alac has a duration?"),
         ] {
             assert!(matches!(e, AudioError::UnsupportedCodec { .. }), "{e}");
             assert_eq!(e.code(), "invalid_audio");
             let message = e.to_string();
-            assert!(message.contains("Ogg file with Opus audio"), "{message}");
+            assert!(
+                message.contains("MP4/M4A file with ALAC audio"),
+                "{message}"
+            );
             assert!(message.contains(SUPPORTED), "{message}");
         }
     }
 
     #[test]
+    fn opus_headers_are_read() {
+        let head = fixture("jfk.opus");
+        let at = head
+            .windows(8)
+            .position(|w| w == b"OpusHead")
+            .expect("OpusHead");
+        let parsed = OpusHead::parse(&head[at..]).expect("parse");
+        assert_eq!(
+            (parsed.channels, parsed.mapping_family, parsed.streams),
+            (1, 0, 1)
+        );
+        assert_eq!(parsed.pre_skip, 312);
+        assert_eq!(OpusHead::parse(b"OpusHead"), None);
+        assert_eq!(
+            OpusHead::parse(b"OpusTags\x01\x01\x38\x01\x80\xbb\0\0\0\0\0"),
+            None
+        );
+    }
+
+    #[test]
     fn decoding_stops_with_audio_too_long_past_a_limit() {
-        for name in ["jfk.mp3", "jfk.flac"] {
+        for name in ["jfk.mp3", "jfk.flac", "jfk.opus", "jfk.webm"] {
             let bytes = fixture(name);
             let e = decode_audio_16k_limited(&bytes, 5.0).expect_err("over 5 s");
             assert!(matches!(e, AudioError::TooLong { .. }), "{name}: {e}");
@@ -1091,7 +1298,14 @@ mod tests {
     fn damaged_files_of_every_format_are_errors_or_audio_never_panics() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let names = [
-            "jfk.flac", "jfk.mp3", "jfk.ogg", "jfk.m4a", "jfk.aac", "jfk.opus",
+            "jfk.flac",
+            "jfk.mp3",
+            "jfk.ogg",
+            "jfk.m4a",
+            "jfk.aac",
+            "jfk.opus",
+            "jfk.webm",
+            "jfk-alac.m4a",
         ];
         // (what, bytes, whether it holds no whole audio frame and so must be an error)
         let mut inputs: Vec<(String, Vec<u8>, bool)> = Vec::new();
@@ -1133,6 +1347,8 @@ mod tests {
             b"ID3\x04",
             b"\xff\xfb\x90\x64",
             b"\xff\xf1\x58\x40",
+            b"\x1a\x45\xdf\xa3",
+            b"OggS",
         ] {
             let mut bytes = magic.to_vec();
             bytes.extend((0..8192).map(|_| rng.next() as u8));

@@ -71,8 +71,8 @@ pub struct TranslateSubsArgs {
 /// `voxctl transcribe`
 #[derive(Debug, Clone, clap::Args)]
 pub struct TranscribeArgs {
-    /// An audio file: WAV, MP3, FLAC, Ogg Vorbis, M4A/MP4 (AAC-LC) or AAC (ADTS); any sample
-    /// rate, channel count and sample format.
+    /// An audio file: WAV, MP3, FLAC, Ogg Vorbis or Opus, WebM/Opus, M4A/MP4 (AAC-LC) or AAC
+    /// (ADTS); any sample rate, channel count and sample format.
     pub file: PathBuf,
     /// Also translate into these languages, comma-separated.
     #[arg(long = "to", value_delimiter = ',')]

@@ -46,8 +46,8 @@ pub enum Command {
         #[command(flatten)]
         models: ModelsConfig,
     },
-    /// Stream an audio file (WAV, MP3, FLAC, Ogg Vorbis, M4A or AAC) through a live session
-    /// (like a microphone) and print the transcript and translations as they arrive.
+    /// Stream an audio file (WAV, MP3, FLAC, Ogg Vorbis or Opus, WebM/Opus, M4A or AAC) through a
+    /// live session (like a microphone) and print the transcript and translations as they arrive.
     Live(live::LiveArgs),
     /// Stream an audio file through a live session and keep its reference transcript (and
     /// reference translations) beside the session's audio, for `voxctl replay`.
@@ -58,8 +58,8 @@ pub enum Command {
     /// Translate an SRT or WebVTT file (a batch job): shows progress, then writes
     /// `<name>.<lang>.<ext>` for each target into `--out`.
     TranslateSubs(jobs::TranslateSubsArgs),
-    /// Transcribe an audio file (WAV, MP3, FLAC, Ogg Vorbis, M4A or AAC) into subtitles (a batch
-    /// job), and translate them with `--to`.
+    /// Transcribe an audio file (WAV, MP3, FLAC, Ogg Vorbis or Opus, WebM/Opus, M4A or AAC) into
+    /// subtitles (a batch job), and translate them with `--to`.
     Transcribe(jobs::TranscribeArgs),
     /// List the batch jobs still kept.
     Jobs {

@@ -52,8 +52,8 @@ pub struct EdgeArgs {
 /// `voxctl live`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LiveArgs {
-    /// An audio file: WAV, MP3, FLAC, Ogg Vorbis, M4A or AAC (any sample rate or channel count;
-    /// converted to 16 kHz mono).
+    /// An audio file: WAV, MP3, FLAC, Ogg Vorbis or Opus, WebM/Opus, M4A or AAC (any sample rate or
+    /// channel count; converted to 16 kHz mono).
     pub file: PathBuf,
     #[command(flatten)]
     pub edge: EdgeArgs,

@@ -23,8 +23,8 @@ use crate::live::{EdgeArgs, SessionTimes, Speed, read_audio_16k, stream_file};
 /// `voxctl record`
 #[derive(Debug, Clone, clap::Args)]
 pub struct RecordArgs {
-    /// An audio file: WAV, MP3, FLAC, Ogg Vorbis, M4A or AAC (any sample rate or channel count;
-    /// converted to 16 kHz mono).
+    /// An audio file: WAV, MP3, FLAC, Ogg Vorbis or Opus, WebM/Opus, M4A or AAC (any sample rate or
+    /// channel count; converted to 16 kHz mono).
     pub file: PathBuf,
     /// Reference transcript (UTF-8 text).
     #[arg(long = "ref")]
