@@ -424,6 +424,19 @@ fn make_decoder(o: &Opened<'_>) -> Result<Box<dyn AudioDecoder>, AudioError> {
         })
 }
 
+/// The reader's next packet; `None` at the end, including the early end of a truncated file
+/// (whatever came before the cut is kept).
+fn next_packet(
+    reader: &mut (dyn FormatReader + '_),
+) -> Result<Option<symphonia::core::packet::Packet>, SymphoniaError> {
+    match reader.next_packet() {
+        Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
 fn symphonia_duration(bytes: &[u8], sniffed: Option<AudioFormat>) -> Result<f64, AudioError> {
     let mut o = open(bytes, sniffed)?;
     // (A stated zero is no statement: symphonia's WebM reader says 0 when the segment does.)
@@ -446,13 +459,10 @@ fn symphonia_duration(bytes: &[u8], sniffed: Option<AudioFormat>) -> Result<f64,
     // Nothing stated: add up the packets' durations (demuxing only, no decoding).
     let mut total = TbDuration::new(0);
     loop {
-        match o.reader.next_packet() {
+        match next_packet(o.reader.as_mut()) {
             Ok(Some(p)) if p.track_id == o.track_id => total = total.saturating_add(p.dur),
             Ok(Some(_)) => {}
             Ok(None) => break,
-            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                break;
-            }
             Err(e) => {
                 return Err(AudioError::Malformed {
                     format: o.format,
@@ -501,13 +511,9 @@ fn decode_16k(mut o: Opened<'_>, limit_s: f64) -> Result<Vec<f32>, AudioError> {
     let mut frames: u64 = 0;
     let mut last_error: Option<String> = None;
     loop {
-        let packet = match o.reader.next_packet() {
+        let packet = match next_packet(o.reader.as_mut()) {
             Ok(Some(packet)) => packet,
             Ok(None) => break,
-            // A truncated file: keep what came before the cut.
-            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                break;
-            }
             // A new logical stream (chained Ogg): carry on with its audio track.
             Err(SymphoniaError::ResetRequired) => {
                 let Some(track) = o.reader.default_track(TrackType::Audio) else {
@@ -684,13 +690,9 @@ fn decode_opus_16k(mut o: Opened<'_>, limit_s: f64) -> Result<Vec<f32>, AudioErr
     let mut decoded_any = false;
     let mut last_error: Option<String> = None;
     loop {
-        let packet = match o.reader.next_packet() {
+        let packet = match next_packet(o.reader.as_mut()) {
             Ok(Some(packet)) => packet,
             Ok(None) => break,
-            // A truncated file: keep what came before the cut.
-            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                break;
-            }
             // A new logical stream (chained Ogg): not followed; keep the first stream's audio.
             Err(SymphoniaError::ResetRequired) => break,
             Err(e) => {

@@ -728,44 +728,38 @@ async fn a_file_that_is_not_audio_fails_the_audio_job_cleanly() {
     let shutdown = CancellationToken::new();
     let stt = start_stt_worker(&env, &[], shutdown.clone()).await;
     let store = job_store(&env).await;
-    let submitted = store
-        .submit(Submission {
-            kind: JobKind::Audio,
-            file_name: "song.wav".into(),
-            bytes: b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk".to_vec().into(),
-            source_lang: None,
-            target_langs: vec![],
-            output_format: None,
-        })
-        .await
-        .expect("submit");
-    let status = store
-        .wait(&submitted.status.job_id, Duration::from_secs(60))
-        .await
-        .expect("wait");
-    assert_eq!(status.state, JobState::Failed);
-    assert_eq!(status.error.expect("error").code, "invalid_audio");
+    // An audio job of `bytes` named `file_name`: it fails, and its error is returned.
+    let failed = |file_name: &'static str, bytes: &'static [u8]| {
+        let store = store.clone();
+        async move {
+            let submitted = store
+                .submit(Submission {
+                    kind: JobKind::Audio,
+                    file_name: file_name.into(),
+                    bytes: bytes.to_vec().into(),
+                    source_lang: None,
+                    target_langs: vec![],
+                    output_format: None,
+                })
+                .await
+                .expect("submit");
+            let status = store
+                .wait(&submitted.status.job_id, Duration::from_secs(60))
+                .await
+                .expect("wait");
+            assert_eq!(status.state, JobState::Failed, "{file_name}");
+            status.error.expect("error")
+        }
+    };
+    let error = failed("song.wav", b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk").await;
+    assert_eq!(error.code, "invalid_audio");
     // Garbage behind another format's magic bytes (an ID3 tag, as MP3s start) too, with a
     // message that lists the formats audio jobs take.
-    let submitted = store
-        .submit(Submission {
-            kind: JobKind::Audio,
-            file_name: "song.mp3".into(),
-            bytes: b"ID3\x04\x00\x00\x00\x00\x00\x0ajunkjunkjunkjunk"
-                .to_vec()
-                .into(),
-            source_lang: None,
-            target_langs: vec![],
-            output_format: None,
-        })
-        .await
-        .expect("submit");
-    let status = store
-        .wait(&submitted.status.job_id, Duration::from_secs(60))
-        .await
-        .expect("wait");
-    assert_eq!(status.state, JobState::Failed);
-    let error = status.error.expect("error");
+    let error = failed(
+        "song.mp3",
+        b"ID3\x04\x00\x00\x00\x00\x00\x0ajunkjunkjunkjunk",
+    )
+    .await;
     assert_eq!(error.code, "invalid_audio");
     assert!(error.message.contains("MP3, FLAC"), "{}", error.message);
     // The worker is still healthy.

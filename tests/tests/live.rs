@@ -319,6 +319,35 @@ async fn a_session_waits_for_a_recogniser_and_its_audio_is_kept() {
     shutdown.cancel();
 }
 
+/// A session of jfk.wav through `edge`, its recogniser a worker process; returns once the
+/// first final arrived (the test then interrupts the worker).
+async fn speaker_past_its_first_final(
+    env: &TestEnv,
+    edge: std::net::SocketAddr,
+) -> (voxbridge_tests::SttProcess, LiveClient) {
+    let victim = voxbridge_tests::spawn_stt_process(env, &[]).await;
+    let mut speaker = LiveClient::connect(edge, None).await;
+    speaker.start("en", &[]).await;
+    speaker.wait_for("ready", Duration::from_secs(10)).await;
+    speaker
+        .send_audio(&read_wav(&audio_dir().join("jfk.wav")), 100, false)
+        .await;
+    speaker.wait_for("transcript.final", LONG).await;
+    (victim, speaker)
+}
+
+/// Stops the session and asserts it got all of jfk's words: losing one of its four sentences
+/// costs at least 30 % WER; that the text equals an uninterrupted run's exactly is the STT
+/// failover test's (tests/stt.rs).
+async fn assert_all_words(mut speaker: LiveClient, what: &str) {
+    speaker.stop().await;
+    assert_eq!(speaker.read_to_close(LONG).await.map(|c| c.0), Some(1000));
+    let text = final_texts(&speaker.events).join(" ");
+    let w = wer(&text, &reference_text(&audio_dir().join("jfk.wav")));
+    println!("{what}: {text:?} (WER {:.1}%)", w * 100.0);
+    assert!(w <= 0.20, "WER {:.1}% > 20%: {text:?}", w * 100.0);
+}
+
 /// A recogniser process killed mid-session: its speaker is told at once that the session waits
 /// again (before any other recogniser has it: none runs), then that another one resumed it, and
 /// gets all its words.
@@ -327,14 +356,7 @@ async fn the_speaker_is_told_when_its_recogniser_dies_and_when_another_resumes()
     let env = TestEnv::new();
     let shutdown = CancellationToken::new();
     let edge = start_edge(&env, &[], shutdown.clone()).await;
-    let mut victim = voxbridge_tests::spawn_stt_process(&env, &[]).await;
-
-    let wav = audio_dir().join("jfk.wav");
-    let mut speaker = LiveClient::connect(edge.addr, None).await;
-    speaker.start("en", &[]).await;
-    speaker.wait_for("ready", Duration::from_secs(10)).await;
-    speaker.send_audio(&read_wav(&wav), 100, false).await;
-    speaker.wait_for("transcript.final", LONG).await;
+    let (mut victim, mut speaker) = speaker_past_its_first_final(&env, edge.addr).await;
     victim.child.kill().expect("SIGKILL");
     victim.child.wait().expect("reap");
 
@@ -352,14 +374,7 @@ async fn the_speaker_is_told_when_its_recogniser_dies_and_when_another_resumes()
     let resumed = speaker.wait_for("status", Duration::from_secs(60)).await;
     assert_eq!(resumed["state"], "recognising", "{resumed}");
     assert_eq!(resumed["delivery"], 2, "{resumed}");
-    speaker.stop().await;
-    assert_eq!(speaker.read_to_close(LONG).await.map(|c| c.0), Some(1000));
-    let text = final_texts(&speaker.events).join(" ");
-    let w = wer(&text, &reference_text(&wav));
-    println!("with failover: {text:?} (WER {:.1}%)", w * 100.0);
-    // All its words: losing one of jfk's four sentences costs at least 30 %; that the text
-    // equals an uninterrupted run's exactly is the STT failover test's (tests/stt.rs).
-    assert!(w <= 0.20, "WER {:.1}% > 20%: {text:?}", w * 100.0);
+    assert_all_words(speaker, "with failover").await;
     shutdown.cancel();
 }
 
@@ -372,14 +387,7 @@ async fn the_speaker_is_told_when_its_recogniser_stops_answering() {
     let env = TestEnv::new();
     let shutdown = CancellationToken::new();
     let edge = start_edge(&env, &[], shutdown.clone()).await;
-    let victim = voxbridge_tests::spawn_stt_process(&env, &[]).await;
-
-    let wav = audio_dir().join("jfk.wav");
-    let mut speaker = LiveClient::connect(edge.addr, None).await;
-    speaker.start("en", &[]).await;
-    speaker.wait_for("ready", Duration::from_secs(10)).await;
-    speaker.send_audio(&read_wav(&wav), 100, false).await;
-    speaker.wait_for("transcript.final", LONG).await;
+    let (victim, mut speaker) = speaker_past_its_first_final(&env, edge.addr).await;
     victim.signal("STOP");
 
     let stalled = speaker.wait_for("status", Duration::from_secs(30)).await;
@@ -387,27 +395,17 @@ async fn the_speaker_is_told_when_its_recogniser_stops_answering() {
     assert_eq!(stalled["state"], "waiting", "{stalled}");
     assert_eq!(stalled["reason"], "recogniser_unresponsive", "{stalled}");
     let metrics = scrape(edge.addr).await;
-    assert_eq!(
-        metric_value(
-            &metrics,
-            "voxbridge_edge_live_recognisers_unresponsive_total"
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        metric_value(&metrics, "voxbridge_edge_live_recognisers_lost_total"),
-        Some(0.0)
-    );
+    for (counter, value) in [
+        ("voxbridge_edge_live_recognisers_unresponsive_total", 1.0),
+        ("voxbridge_edge_live_recognisers_lost_total", 0.0),
+    ] {
+        assert_eq!(metric_value(&metrics, counter), Some(value), "{counter}");
+    }
 
     // It answers again, or has been given the session again (its claim lapsed meanwhile).
     let back = speaker.wait_for("status", Duration::from_secs(30)).await;
     assert_eq!(back["state"], "recognising", "{back}");
-    speaker.stop().await;
-    assert_eq!(speaker.read_to_close(LONG).await.map(|c| c.0), Some(1000));
-    let text = final_texts(&speaker.events).join(" ");
-    let w = wer(&text, &reference_text(&wav));
-    println!("with a stall: {text:?} (WER {:.1}%)", w * 100.0);
-    assert!(w <= 0.20, "WER {:.1}% > 20%: {text:?}", w * 100.0);
+    assert_all_words(speaker, "with a stall").await;
     shutdown.cancel();
 }
 
