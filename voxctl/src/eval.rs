@@ -14,7 +14,8 @@
 //! A set directory holds, per case `NAME`:
 //!
 //! ```text
-//! NAME.wav       the audio (any WAV; converted to 16 kHz mono)
+//! NAME.wav       the audio: WAV, or any format `voxctl transcribe` reads (NAME.mp3, .flac,
+//!                .ogg/.oga/.opus, .webm, .m4a/.mp4, .aac); converted to 16 kHz mono
 //! NAME.txt       its reference transcript (required)
 //! NAME.LANG.txt  a reference translation into LANG, the API's code (`vi`, `zh-Hans`); optional
 //! ```
@@ -69,8 +70,9 @@ const PLOT_SIZE: (u32, u32) = (960, 720);
 /// `voxctl eval`
 #[derive(Debug, Clone, clap::Args)]
 pub struct EvalArgs {
-    /// Directory of cases: `NAME.wav` (audio), `NAME.txt` (reference transcript) and optional
-    /// `NAME.LANG.txt` (reference translations, e.g. `talk.vi.txt`).
+    /// Directory of cases: `NAME.wav` (audio; also .mp3, .flac, .ogg, .oga, .opus, .webm, .m4a,
+    /// .mp4, .aac), `NAME.txt` (reference transcript) and optional `NAME.LANG.txt` (reference
+    /// translations, e.g. `talk.vi.txt`).
     pub set_dir: PathBuf,
     #[command(flatten)]
     pub edge: EdgeArgs,
@@ -213,8 +215,15 @@ pub enum EvalError {
     },
     #[error("{} has no reference transcript: expected {}", .audio.display(), .expected.display())]
     MissingTranscript { audio: PathBuf, expected: PathBuf },
-    #[error("no cases in {}: a case is NAME.wav with its reference transcript NAME.txt", .0.display())]
+    #[error(
+        "no cases in {}: a case is an audio file NAME.wav (or .{}) with its reference \
+         transcript NAME.txt",
+        .0.display(),
+        AUDIO_EXTENSIONS[1..].join(", .")
+    )]
     NoCases(PathBuf),
+    #[error("case {name} has two audio files, {}: keep one", .files.join(" and "))]
+    TwoAudioFiles { name: String, files: Vec<String> },
     #[error("{} is not a voxctl eval report", .path.display())]
     NotAReport {
         path: PathBuf,
@@ -265,19 +274,30 @@ pub fn discover(dir: &Path) -> Result<Vec<Case>, EvalError> {
             files.insert(name.to_string());
         }
     }
-    let stems: BTreeSet<&str> = files
-        .iter()
-        .filter_map(|f| f.strip_suffix(".wav"))
-        .collect();
-    if stems.is_empty() {
+    // NAME -> its audio file's name (a case has exactly one).
+    let mut audio: BTreeMap<&str, &str> = BTreeMap::new();
+    for file in &files {
+        let Some(stem) = audio_stem(file) else {
+            continue;
+        };
+        if let Some(other) = audio.insert(stem, file) {
+            let mut both = vec![other.to_string(), file.clone()];
+            both.sort();
+            return Err(EvalError::TwoAudioFiles {
+                name: stem.to_string(),
+                files: both,
+            });
+        }
+    }
+    if audio.is_empty() {
         return Err(EvalError::NoCases(dir.to_path_buf()));
     }
-    let mut cases = Vec::with_capacity(stems.len());
-    for stem in &stems {
+    let mut cases = Vec::with_capacity(audio.len());
+    for (stem, audio_file) in &audio {
         let transcript = format!("{stem}.txt");
         if !files.contains(&transcript) {
             return Err(EvalError::MissingTranscript {
-                audio: dir.join(format!("{stem}.wav")),
+                audio: dir.join(audio_file),
                 expected: dir.join(transcript),
             });
         }
@@ -287,18 +307,33 @@ pub fn discover(dir: &Path) -> Result<Vec<Case>, EvalError> {
                 continue;
             };
             // `a.vi.txt` beside `a.vi.wav` is that case's transcript, not a translation of `a`.
-            if !stems.contains(format!("{stem}.{lang}").as_str()) {
+            if !audio.contains_key(format!("{stem}.{lang}").as_str()) {
                 translations.insert(lang.to_string(), read_reference(&dir.join(file))?);
             }
         }
         cases.push(Case {
             name: stem.to_string(),
-            audio: dir.join(format!("{stem}.wav")),
+            audio: dir.join(audio_file),
             reference: read_reference(&dir.join(transcript))?,
             translations,
         });
     }
     Ok(cases)
+}
+
+/// File extensions taken for a case's audio (any case): the formats
+/// [`voxbridge_shared::audio`] decodes. The content decides the format, not the name.
+const AUDIO_EXTENSIONS: [&str; 10] = [
+    "wav", "mp3", "flac", "ogg", "oga", "opus", "webm", "m4a", "mp4", "aac",
+];
+
+/// `NAME` when `file` is `NAME.<audio extension>`.
+fn audio_stem(file: &str) -> Option<&str> {
+    let (stem, extension) = file.rsplit_once('.')?;
+    let audio = AUDIO_EXTENSIONS
+        .iter()
+        .any(|e| e.eq_ignore_ascii_case(extension));
+    (audio && !stem.is_empty()).then_some(stem)
 }
 
 /// `LANG` when `file` is `STEM.LANG.txt`.
@@ -1464,7 +1499,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         for (name, text) in [
-            ("b.wav", ""),
+            ("b.MP3", ""),
             ("b.txt", "Second case.\r\n\nTwo lines.\n"),
             ("a.wav", ""),
             ("a.txt", "First case."),
@@ -1472,9 +1507,10 @@ mod tests {
             ("a.zh-Hans.txt", "第一个案例。"),
             ("a.x.y.txt", "not a translation"),
             // A case of its own: its transcript is not a translation of `a`.
-            ("a.fr.wav", ""),
+            ("a.fr.opus", ""),
             ("a.fr.txt", "Premier cas."),
             ("notes.txt", "no audio: not a case"),
+            ("cover.jpg", "not audio either"),
         ] {
             write(d, name, text);
         }
@@ -1487,6 +1523,8 @@ mod tests {
         assert_eq!(languages, ["vi", "zh-Hans"]);
         assert_eq!(cases[0].translations["vi"], "Trường hợp đầu tiên.");
         assert!(cases[1].translations.is_empty());
+        assert_eq!(cases[1].audio, d.join("a.fr.opus"));
+        assert_eq!(cases[2].audio, d.join("b.MP3"));
         assert_eq!(cases[2].reference, "Second case. Two lines.");
         assert_eq!(reference_languages(&cases), ["vi", "zh-Hans"]);
     }
@@ -1503,6 +1541,15 @@ mod tests {
             error.contains("a.wav has no reference transcript: expected")
                 && error.ends_with("a.txt"),
             "{error}"
+        );
+        write(dir.path(), "a.txt", "the transcript");
+        write(dir.path(), "a.flac", "");
+        let error = discover(dir.path())
+            .expect_err("two audio files")
+            .to_string();
+        assert_eq!(
+            error,
+            "case a has two audio files, a.flac and a.wav: keep one"
         );
     }
 

@@ -72,9 +72,9 @@ pub enum Command {
     /// Score a hypothesis file against line-aligned reference files: WER (Whisper-normalised,
     /// as jiwer computes it), BLEU, chrF or chrF++ (as sacreBLEU computes them). Needs no server.
     Score(score::ScoreArgs),
-    /// Run a directory of cases (NAME.wav, NAME.txt, optional NAME.LANG.txt) through live
-    /// sessions and write report.json, report.md and latency.svg: WER, BLEU, chrF++, latencies,
-    /// real-time factor.
+    /// Run a directory of cases (NAME.wav or another audio file, NAME.txt, optional
+    /// NAME.LANG.txt) through live sessions and write report.json, report.md and latency.svg:
+    /// WER, BLEU, chrF++, latencies, real-time factor.
     ///
     /// Exit codes: 0 when every session ended cleanly (and, with --compare, nothing regressed);
     /// 1 when a session failed (error events or an unclean close; the report is still written)
