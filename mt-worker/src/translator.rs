@@ -209,7 +209,9 @@ impl Translator {
         let config = Config {
             device: Device::CPU,
             compute_type: options.compute.ct2(),
-            // On CPU each listed device index is one replica.
+            // On CPU each listed device index is one replica, with its own copy of the weights
+            // (CTranslate2's ModelLoader copies the model per index; sharing one copy needs its
+            // num_replicas_per_device, which ct2rs does not expose).
             device_indices: vec![0; options.replicas.max(1)],
             num_threads_per_replica: options.threads.max(1),
             ..Config::default()
