@@ -875,6 +875,78 @@ async fn voxctl_translate_subs_writes_one_file_per_target_and_resubmission_is_th
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voxctl_translate_subs_takes_a_folder_and_one_bad_file_does_not_stop_the_others() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let _mt = start_mt_worker(&env, &[], shutdown.clone()).await;
+    let folder = tempfile::tempdir().expect("tempdir");
+    for name in ["film.srt", "lecture.vtt"] {
+        std::fs::copy(fixture(name), folder.path().join(name)).expect("copy");
+    }
+    // Not subtitles at all, but named like them: that job fails, the others do not.
+    std::fs::write(folder.path().join("broken.srt"), b"These are my notes.\n").expect("write");
+    std::fs::write(folder.path().join("notes.txt"), b"not a subtitle file").expect("write");
+    let out = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(voxbridge_tests::bin_path("voxctl"))
+        .args([
+            "--nats-url",
+            &env.nats_url,
+            "--namespace",
+            env.namespace.prefix(),
+        ])
+        .arg("translate-subs")
+        .arg(folder.path())
+        .args(["--to", "vi", "--json", "--timeout-s", "180"])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .expect("run voxctl");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a job failed: exit code 1\n{stderr}"
+    );
+    assert!(
+        stderr.contains("3 files: 2 translated, 1 failed, 0 still running"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("(broken.srt) failed: [invalid_subtitles]"),
+        "{stderr}"
+    );
+    let records: Vec<Value> = serde_json::from_slice(&output.stdout).expect("a JSON list");
+    let states: Vec<&str> = records
+        .iter()
+        .map(|r| r["state"].as_str().expect("state"))
+        .collect();
+    // The folder's subtitle files in name order: broken.srt, film.srt, lecture.vtt.
+    assert_eq!(states, ["failed", "succeeded", "succeeded"]);
+    let ids: std::collections::BTreeSet<&str> = records
+        .iter()
+        .map(|r| r["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 3, "one job per file");
+    for (input, result) in [
+        ("film.srt", "film.vi.srt"),
+        ("lecture.vtt", "lecture.vi.vtt"),
+    ] {
+        let original =
+            Subtitles::parse(&std::fs::read(fixture(input)).expect("read")).expect("parse");
+        let bytes = std::fs::read(out.path().join(result)).expect("result written");
+        assert_same_cues(&original, &Subtitles::parse(&bytes).expect("parses"));
+    }
+    let mut written: Vec<String> = std::fs::read_dir(out.path())
+        .expect("read out")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["film.vi.srt", "lecture.vi.vtt"]);
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_stt_worker_killed_mid_transcription_is_replaced_and_the_job_completes_once() {
     let env = TestEnv::new();
     let store = job_store_after_topology(&env).await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use voxbridge_shared::JobId;
 use voxbridge_shared::config::NatsConfig;
 use voxbridge_shared::jobs::{JobStore, Submission};
@@ -53,8 +53,11 @@ pub struct WaitArgs {
 /// `voxctl translate-subs`
 #[derive(Debug, Clone, clap::Args)]
 pub struct TranslateSubsArgs {
-    /// An SRT or WebVTT file.
-    pub file: PathBuf,
+    /// SRT or WebVTT files, or directories of them (their `.srt` and `.vtt` files, not
+    /// recursive). Every file is submitted first, so several workers translate them at once;
+    /// then all are followed to their end and their results written to `--out`.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
     /// Target languages, comma-separated (`vi,fr`).
     #[arg(long = "to", value_delimiter = ',', required = true)]
     pub targets: Vec<String>,
@@ -150,22 +153,154 @@ async fn submit_and_follow(
 
 /// `voxctl translate-subs`
 pub async fn translate_subs(nats: &NatsConfig, args: &TranslateSubsArgs) -> anyhow::Result<i32> {
-    let bytes =
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let files = subtitle_files(&args.files)?;
     let targets = args
         .targets
         .iter()
         .map(|t| flores(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let submission = Submission {
-        kind: JobKind::Subtitles,
-        file_name: file_name(&args.file),
-        bytes: bytes.into(),
-        source_lang: Some(flores(&args.source)?),
-        target_langs: targets,
-        output_format: args.format.map(Into::into),
-    };
-    submit_and_follow(nats, &args.file, submission, &args.wait).await
+    let source = flores(&args.source)?;
+    let mut submissions = Vec::with_capacity(files.len());
+    for file in &files {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        submissions.push(Submission {
+            kind: JobKind::Subtitles,
+            file_name: file_name(file),
+            bytes: bytes.into(),
+            source_lang: Some(source.clone()),
+            target_langs: targets.clone(),
+            output_format: args.format.map(Into::into),
+        });
+    }
+    if files.len() == 1 {
+        // One file: as before (its record alone with --json, not a list).
+        let submission = submissions.pop().expect("one submission per file");
+        return submit_and_follow(nats, &files[0], submission, &args.wait).await;
+    }
+    submit_and_follow_all(nats, &files, submissions, &args.wait).await
+}
+
+/// The subtitle files named by `inputs`: files as given, directories' `.srt` and `.vtt` files
+/// (sorted). Refuses a directory without any, and two inputs with one file name (their results
+/// would overwrite each other in `--out`).
+fn subtitle_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if !input.is_dir() {
+            files.push(input.clone());
+            continue;
+        }
+        let mut found = Vec::new();
+        for entry in
+            std::fs::read_dir(input).with_context(|| format!("reading {}", input.display()))?
+        {
+            let path = entry
+                .with_context(|| format!("reading {}", input.display()))?
+                .path();
+            let subtitles = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("srt") || e.eq_ignore_ascii_case("vtt"));
+            if subtitles && path.is_file() {
+                found.push(path);
+            }
+        }
+        anyhow::ensure!(
+            !found.is_empty(),
+            "no .srt or .vtt files in {}",
+            input.display()
+        );
+        found.sort();
+        files.extend(found);
+    }
+    let mut names = std::collections::BTreeMap::new();
+    for file in &files {
+        if let Some(other) = names.insert(file_name(file), file) {
+            anyhow::bail!(
+                "{} and {} have the same name: their translations would overwrite each other; \
+                 translate them in separate runs with separate --out directories",
+                other.display(),
+                file.display()
+            );
+        }
+    }
+    Ok(files)
+}
+
+/// Submits every file, then (unless `--no-wait`) follows all the jobs at once, one progress bar
+/// each, and writes each one's results as it is known. Exit code: 1 when a job failed, else 2
+/// when one was still running at `--timeout-s`, else 0.
+async fn submit_and_follow_all(
+    nats: &NatsConfig,
+    files: &[PathBuf],
+    submissions: Vec<Submission>,
+    wait: &WaitArgs,
+) -> anyhow::Result<i32> {
+    let store = open(nats).await?;
+    let mut ids = Vec::with_capacity(files.len());
+    for (file, submission) in files.iter().zip(submissions) {
+        let submitted = store.submit(submission).await?;
+        let id = submitted.status.job_id;
+        if submitted.deduplicated {
+            eprintln!(
+                "{} was submitted before with the same options: job {id} ({})",
+                file.display(),
+                state_name(submitted.status.state)
+            );
+        } else {
+            eprintln!("submitted {} as job {id}", file.display());
+        }
+        ids.push(id);
+    }
+    if wait.no_wait {
+        for id in &ids {
+            println!("{id}");
+        }
+        return Ok(0);
+    }
+    let bars = MultiProgress::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout_s);
+    let ends = futures::future::join_all(files.iter().zip(&ids).map(|(file, id)| {
+        let bar = bars.add(job_bar());
+        bar.set_prefix(file_name(file));
+        track(&store, id, bar, deadline)
+    }))
+    .await;
+    let (mut succeeded, mut failed, mut running, mut records) = (0, 0, 0, Vec::new());
+    for ((file, id), end) in files.iter().zip(&ids).zip(ends) {
+        match end? {
+            Some(status) => {
+                if finish(&store, &status, &wait.out, false).await? == 0 {
+                    succeeded += 1;
+                } else {
+                    failed += 1;
+                }
+                records.push(status_json(&status));
+            }
+            None => {
+                eprintln!(
+                    "{}: job {id} still running after {} s; `voxctl job {id} --wait` picks it up again",
+                    file.display(),
+                    wait.timeout_s
+                );
+                running += 1;
+            }
+        }
+    }
+    if wait.json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+    }
+    eprintln!(
+        "{} files: {succeeded} translated, {failed} failed, {running} still running",
+        files.len()
+    );
+    Ok(if failed > 0 {
+        1
+    } else if running > 0 {
+        2
+    } else {
+        0
+    })
 }
 
 /// `voxctl transcribe`
@@ -214,15 +349,36 @@ async fn follow(
     timeout_s: u64,
     json: bool,
 ) -> anyhow::Result<i32> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_s);
+    let Some(status) = track(store, id, job_bar(), deadline).await? else {
+        eprintln!("gave up waiting after {timeout_s} s; job {id} continues");
+        return Ok(2);
+    };
+    finish(store, &status, out, json).await
+}
+
+/// A job's progress bar (`{prefix}` names the file when several are followed).
+fn job_bar() -> ProgressBar {
     let bar = ProgressBar::new(1);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {prefix} {bar:40} {pos}/{len} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Follows a job on `bar` until it ends (its final status) or `deadline` passes (`None`).
+async fn track(
+    store: &JobStore,
+    id: &JobId,
+    bar: ProgressBar,
+    deadline: tokio::time::Instant,
+) -> anyhow::Result<Option<JobStatus>> {
     let mut progress = Box::pin(store.subscribe_progress(id).await?);
     let mut statuses = Box::pin(store.watch(id).await?);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_s);
     let status = loop {
         if let Some(status) = store.status(id).await?
             && matches!(status.state, JobState::Succeeded | JobState::Failed)
@@ -232,8 +388,7 @@ async fn follow(
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => {
                 bar.abandon_with_message("still running; `voxctl job ID --wait` picks it up again");
-                eprintln!("gave up waiting after {timeout_s} s; job {id} continues");
-                return Ok(2);
+                return Ok(None);
             }
             Some(p) = progress.next() => {
                 bar.set_length(p.total.max(1));
@@ -252,7 +407,7 @@ async fn follow(
         }
     };
     bar.finish_and_clear();
-    finish(store, &status, out, json).await
+    Ok(Some(status))
 }
 
 async fn finish(
@@ -270,7 +425,10 @@ async fn finish(
             .as_ref()
             .map(|e| (e.code.as_str(), e.message.as_str()))
             .unwrap_or(("unknown", ""));
-        eprintln!("job {} failed: [{code}] {message}", status.job_id);
+        match &status.file_name {
+            Some(file) => eprintln!("job {} ({file}) failed: [{code}] {message}", status.job_id),
+            None => eprintln!("job {} failed: [{code}] {message}", status.job_id),
+        }
         return Ok(1);
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -376,4 +534,34 @@ pub async fn show(nats: &NatsConfig, args: &JobArgs) -> anyhow::Result<i32> {
         JobState::Failed => 1,
         _ => 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_give_their_subtitle_files_and_clashing_names_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        for name in ["b.vtt", "a.SRT", "notes.txt", "c.srt.bak"] {
+            std::fs::write(d.join(name), "").expect("write");
+        }
+        std::fs::create_dir(d.join("nested.srt")).expect("mkdir");
+        let lone = d.join("nested.srt").join("x.srt");
+        std::fs::write(&lone, "").expect("write");
+        let files = subtitle_files(&[d.to_path_buf(), lone.clone()]).expect("files");
+        assert_eq!(files, [d.join("a.SRT"), d.join("b.vtt"), lone]);
+
+        let empty = tempfile::tempdir().expect("tempdir");
+        let error = subtitle_files(&[empty.path().to_path_buf()]).expect_err("empty");
+        assert!(
+            error.to_string().starts_with("no .srt or .vtt files in"),
+            "{error}"
+        );
+
+        std::fs::write(d.join("nested.srt").join("a.SRT"), "").expect("write");
+        let error = subtitle_files(&[d.to_path_buf(), d.join("nested.srt")]).expect_err("clash");
+        assert!(error.to_string().contains("have the same name"), "{error}");
+    }
 }
