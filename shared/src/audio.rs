@@ -45,6 +45,12 @@ pub const SAMPLE_RATE: u32 = 16_000;
 pub const SUPPORTED: &str =
     "WAV, MP3, FLAC, Ogg Vorbis, Ogg Opus, WebM/Opus, M4A/MP4 (AAC-LC) or AAC (ADTS)";
 
+/// File extensions of the [`SUPPORTED`] formats (lower case), for tools that pick audio files
+/// out of a folder by name. Decoding goes by the content ([`AudioFormat::sniff`]), not the name.
+pub const EXTENSIONS: [&str; 10] = [
+    "wav", "mp3", "flac", "ogg", "oga", "opus", "webm", "m4a", "mp4", "aac",
+];
+
 /// Sample rates a file may state (outside: a corrupt header, not audio to resample).
 const RATES: std::ops::RangeInclusive<u32> = 1_000..=768_000;
 

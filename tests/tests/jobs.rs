@@ -909,7 +909,7 @@ async fn voxctl_translate_subs_takes_a_folder_and_one_bad_file_does_not_stop_the
         "a job failed: exit code 1\n{stderr}"
     );
     assert!(
-        stderr.contains("3 files: 2 translated, 1 failed, 0 still running"),
+        stderr.contains("3 files: 2 done, 1 failed, 0 still running"),
         "{stderr}"
     );
     assert!(
@@ -943,6 +943,61 @@ async fn voxctl_translate_subs_takes_a_folder_and_one_bad_file_does_not_stop_the
         .collect();
     written.sort();
     assert_eq!(written, ["film.vi.srt", "lecture.vi.vtt"]);
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voxctl_transcribes_a_folder_and_refuses_only_its_file_that_is_not_audio() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let _stt = start_stt_worker(&env, &[], shutdown.clone()).await;
+    let folder = tempfile::tempdir().expect("tempdir");
+    for (name, copy) in [("jfk.opus", "voice-note.opus"), ("jfk.mp3", "podcast.mp3")] {
+        std::fs::write(folder.path().join(copy), audio_fixture(name)).expect("write");
+    }
+    std::fs::write(folder.path().join("broken.mp3"), b"not audio at all").expect("write");
+    std::fs::write(folder.path().join("podcast.txt"), b"show notes").expect("write");
+    let out = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(voxbridge_tests::bin_path("voxctl"))
+        .args([
+            "--nats-url",
+            &env.nats_url,
+            "--namespace",
+            env.namespace.prefix(),
+        ])
+        .arg("transcribe")
+        .arg(folder.path())
+        .args(["--from", "en", "--json", "--timeout-s", "240"])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .expect("run voxctl");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("broken.mp3: [invalid_audio]"), "{stderr}");
+    assert!(
+        stderr.contains("3 files: 2 done, 1 failed, 0 still running"),
+        "{stderr}"
+    );
+    let records: Vec<Value> = serde_json::from_slice(&output.stdout).expect("a JSON list");
+    assert_eq!(records.len(), 2, "the refused file was never submitted");
+    let reference =
+        std::fs::read_to_string(voxbridge_tests::audio_dir().join("jfk.txt")).expect("reference");
+    let mut written: Vec<String> = std::fs::read_dir(out.path())
+        .expect("read out")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["podcast.en.srt", "voice-note.en.srt"]);
+    for name in &written {
+        let transcript = Subtitles::parse(&std::fs::read(out.path().join(name)).expect("read"))
+            .expect("transcript parses");
+        let text: Vec<String> = transcript.cues().iter().map(|c| c.plain_text()).collect();
+        let error = wer(&text.join(" "), &reference);
+        println!("{name}: WER {:.1} %", error * 100.0);
+        assert!(error <= 0.15, "{name}: WER {error}");
+    }
     shutdown.cancel();
 }
 

@@ -321,11 +321,8 @@ pub fn discover(dir: &Path) -> Result<Vec<Case>, EvalError> {
     Ok(cases)
 }
 
-/// File extensions taken for a case's audio (any case): the formats
-/// [`voxbridge_shared::audio`] decodes. The content decides the format, not the name.
-const AUDIO_EXTENSIONS: [&str; 10] = [
-    "wav", "mp3", "flac", "ogg", "oga", "opus", "webm", "m4a", "mp4", "aac",
-];
+/// File extensions taken for a case's audio (any case).
+use voxbridge_shared::audio::EXTENSIONS as AUDIO_EXTENSIONS;
 
 /// `NAME` when `file` is `NAME.<audio extension>`.
 fn audio_stem(file: &str) -> Option<&str> {

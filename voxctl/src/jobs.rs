@@ -74,9 +74,12 @@ pub struct TranslateSubsArgs {
 /// `voxctl transcribe`
 #[derive(Debug, Clone, clap::Args)]
 pub struct TranscribeArgs {
-    /// An audio file: WAV, MP3, FLAC, Ogg Vorbis or Opus, WebM/Opus, M4A/MP4 (AAC-LC) or AAC
-    /// (ADTS); any sample rate, channel count and sample format.
-    pub file: PathBuf,
+    /// Audio files: WAV, MP3, FLAC, Ogg Vorbis or Opus, WebM/Opus, M4A/MP4 (AAC-LC) or AAC
+    /// (ADTS); any sample rate, channel count and sample format. Or directories of them (files
+    /// named .wav, .mp3, .flac, .ogg, .oga, .opus, .webm, .m4a, .mp4, .aac; not recursive): all
+    /// are submitted first, then followed together.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
     /// Also translate into these languages, comma-separated.
     #[arg(long = "to", value_delimiter = ',')]
     pub targets: Vec<String>,
@@ -153,7 +156,7 @@ async fn submit_and_follow(
 
 /// `voxctl translate-subs`
 pub async fn translate_subs(nats: &NatsConfig, args: &TranslateSubsArgs) -> anyhow::Result<i32> {
-    let files = subtitle_files(&args.files)?;
+    let files = input_files(&args.files, &["srt", "vtt"], ".srt or .vtt files")?;
     let targets = args
         .targets
         .iter()
@@ -177,13 +180,18 @@ pub async fn translate_subs(nats: &NatsConfig, args: &TranslateSubsArgs) -> anyh
         let submission = submissions.pop().expect("one submission per file");
         return submit_and_follow(nats, &files[0], submission, &args.wait).await;
     }
-    submit_and_follow_all(nats, &files, submissions, &args.wait).await
+    submit_and_follow_all(nats, &files, submissions, 0, &args.wait).await
 }
 
-/// The subtitle files named by `inputs`: files as given, directories' `.srt` and `.vtt` files
-/// (sorted). Refuses a directory without any, and two inputs with one file name (their results
-/// would overwrite each other in `--out`).
-fn subtitle_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// The files named by `inputs`: files as given, and the files of directories whose extension is
+/// one of `extensions` (any case; sorted, not recursive). Refuses a directory without any
+/// (`what` names them), and two inputs with one file name (their results would overwrite each
+/// other in `--out`).
+fn input_files(
+    inputs: &[PathBuf],
+    extensions: &[&str],
+    what: &str,
+) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for input in inputs {
         if !input.is_dir() {
@@ -197,28 +205,28 @@ fn subtitle_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             let path = entry
                 .with_context(|| format!("reading {}", input.display()))?
                 .path();
-            let subtitles = path
+            let wanted = path
                 .extension()
                 .and_then(|e| e.to_str())
-                .is_some_and(|e| e.eq_ignore_ascii_case("srt") || e.eq_ignore_ascii_case("vtt"));
-            if subtitles && path.is_file() {
+                .is_some_and(|e| extensions.iter().any(|x| x.eq_ignore_ascii_case(e)));
+            if wanted && path.is_file() {
                 found.push(path);
             }
         }
-        anyhow::ensure!(
-            !found.is_empty(),
-            "no .srt or .vtt files in {}",
-            input.display()
-        );
+        anyhow::ensure!(!found.is_empty(), "no {what} in {}", input.display());
         found.sort();
         files.extend(found);
     }
-    let mut names = std::collections::BTreeMap::new();
+    // Results are named after the file's name without its extension (`film.srt` → `film.vi.srt`).
+    let mut stems = std::collections::BTreeMap::new();
     for file in &files {
-        if let Some(other) = names.insert(file_name(file), file) {
+        let name = file_name(file);
+        if let Some(other) =
+            stems.insert(voxbridge_shared::jobs::file_stem(&name).to_string(), file)
+        {
             anyhow::bail!(
-                "{} and {} have the same name: their translations would overwrite each other; \
-                 translate them in separate runs with separate --out directories",
+                "{} and {} have the same name but for the extension: their results would \
+                 overwrite each other; run them separately, with separate --out directories",
                 other.display(),
                 file.display()
             );
@@ -228,12 +236,14 @@ fn subtitle_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Submits every file, then (unless `--no-wait`) follows all the jobs at once, one progress bar
-/// each, and writes each one's results as it is known. Exit code: 1 when a job failed, else 2
-/// when one was still running at `--timeout-s`, else 0.
+/// each, and writes each one's results as it is known. `rejected` files were refused before
+/// submission (and reported); they count as failed. Exit code: 1 when a file failed, else 2
+/// when a job was still running at `--timeout-s`, else 0.
 async fn submit_and_follow_all(
     nats: &NatsConfig,
     files: &[PathBuf],
     submissions: Vec<Submission>,
+    rejected: usize,
     wait: &WaitArgs,
 ) -> anyhow::Result<i32> {
     let store = open(nats).await?;
@@ -256,7 +266,7 @@ async fn submit_and_follow_all(
         for id in &ids {
             println!("{id}");
         }
-        return Ok(0);
+        return Ok(if rejected > 0 { 1 } else { 0 });
     }
     let bars = MultiProgress::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout_s);
@@ -266,7 +276,7 @@ async fn submit_and_follow_all(
         track(&store, id, bar, deadline)
     }))
     .await;
-    let (mut succeeded, mut failed, mut running, mut records) = (0, 0, 0, Vec::new());
+    let (mut succeeded, mut failed, mut running, mut records) = (0, rejected, 0, Vec::new());
     for ((file, id), end) in files.iter().zip(&ids).zip(ends) {
         match end? {
             Some(status) => {
@@ -291,8 +301,8 @@ async fn submit_and_follow_all(
         println!("{}", serde_json::to_string_pretty(&records)?);
     }
     eprintln!(
-        "{} files: {succeeded} translated, {failed} failed, {running} still running",
-        files.len()
+        "{} files: {succeeded} done, {failed} failed, {running} still running",
+        files.len() + rejected
     );
     Ok(if failed > 0 {
         1
@@ -305,25 +315,43 @@ async fn submit_and_follow_all(
 
 /// `voxctl transcribe`
 pub async fn transcribe(nats: &NatsConfig, args: &TranscribeArgs) -> anyhow::Result<i32> {
-    let bytes =
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    // Fail fast on what the worker would reject (the error names the formats it takes).
-    voxbridge_shared::audio::audio_duration_s(&bytes)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    let inputs = input_files(
+        &args.files,
+        &voxbridge_shared::audio::EXTENSIONS,
+        "audio files (.wav, .mp3, .flac, .ogg, .opus, .webm, .m4a, ...)",
+    )?;
     let targets = args
         .targets
         .iter()
         .map(|t| flores(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let submission = Submission {
-        kind: JobKind::Audio,
-        file_name: file_name(&args.file),
-        bytes: bytes.into(),
-        source_lang: args.source.as_deref().map(flores).transpose()?,
-        target_langs: targets,
-        output_format: Some(args.format.into()),
-    };
-    submit_and_follow(nats, &args.file, submission, &args.wait).await
+    let source = args.source.as_deref().map(flores).transpose()?;
+    let (mut files, mut submissions, mut rejected) = (Vec::new(), Vec::new(), 0);
+    for file in inputs.iter() {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        // Refuse what the worker would reject (the error names the formats it takes): alone, at
+        // once; among several, that file only.
+        if let Err(e) = voxbridge_shared::audio::audio_duration_s(&bytes) {
+            anyhow::ensure!(inputs.len() > 1, "{}: {e}", file.display());
+            eprintln!("{}: [invalid_audio] {e}", file.display());
+            rejected += 1;
+            continue;
+        }
+        submissions.push(Submission {
+            kind: JobKind::Audio,
+            file_name: file_name(file),
+            bytes: bytes.into(),
+            source_lang: source.clone(),
+            target_langs: targets.clone(),
+            output_format: Some(args.format.into()),
+        });
+        files.push(file.clone());
+    }
+    if inputs.len() == 1 {
+        let submission = submissions.pop().expect("one submission per file");
+        return submit_and_follow(nats, &files[0], submission, &args.wait).await;
+    }
+    submit_and_follow_all(nats, &files, submissions, rejected, &args.wait).await
 }
 
 fn file_name(path: &Path) -> String {
@@ -550,18 +578,25 @@ mod tests {
         std::fs::create_dir(d.join("nested.srt")).expect("mkdir");
         let lone = d.join("nested.srt").join("x.srt");
         std::fs::write(&lone, "").expect("write");
-        let files = subtitle_files(&[d.to_path_buf(), lone.clone()]).expect("files");
+        let subtitles =
+            |inputs: &[PathBuf]| input_files(inputs, &["srt", "vtt"], ".srt or .vtt files");
+        let files = subtitles(&[d.to_path_buf(), lone.clone()]).expect("files");
         assert_eq!(files, [d.join("a.SRT"), d.join("b.vtt"), lone]);
 
         let empty = tempfile::tempdir().expect("tempdir");
-        let error = subtitle_files(&[empty.path().to_path_buf()]).expect_err("empty");
+        let error = subtitles(&[empty.path().to_path_buf()]).expect_err("empty");
         assert!(
             error.to_string().starts_with("no .srt or .vtt files in"),
             "{error}"
         );
 
         std::fs::write(d.join("nested.srt").join("a.SRT"), "").expect("write");
-        let error = subtitle_files(&[d.to_path_buf(), d.join("nested.srt")]).expect_err("clash");
+        let error = subtitles(&[d.to_path_buf(), d.join("nested.srt")]).expect_err("clash");
+        assert!(error.to_string().contains("have the same name"), "{error}");
+        // `film.srt` and `film.vtt` would both give `film.vi.srt` with `--format srt`.
+        let other = tempfile::tempdir().expect("tempdir");
+        std::fs::write(other.path().join("a.vtt"), "").expect("write");
+        let error = subtitles(&[d.join("a.SRT"), other.path().join("a.vtt")]).expect_err("stems");
         assert!(error.to_string().contains("have the same name"), "{error}");
     }
 }
