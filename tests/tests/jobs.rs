@@ -947,6 +947,59 @@ async fn voxctl_translate_subs_takes_a_folder_and_one_bad_file_does_not_stop_the
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voxctl_translate_subs_follows_a_large_folder_to_the_end() {
+    // Past 12 files one progress bar counts the jobs (the per-file bars are hidden).
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let _mt = start_mt_worker(&env, &[], shutdown.clone()).await;
+    let folder = tempfile::tempdir().expect("tempdir");
+    let original = std::fs::read(fixture("film.srt")).expect("read");
+    for i in 1..=15 {
+        // Different bytes per file: identical files with identical options are one job.
+        let mut bytes = original.clone();
+        bytes.extend_from_slice(
+            format!(
+                "\n{}\n00:10:00,000 --> 00:10:01,000\nEpisode {i}.\n",
+                1000 + i
+            )
+            .as_bytes(),
+        );
+        std::fs::write(folder.path().join(format!("episode{i:02}.srt")), bytes).expect("write");
+    }
+    let out = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(voxbridge_tests::bin_path("voxctl"))
+        .args([
+            "--nats-url",
+            &env.nats_url,
+            "--namespace",
+            env.namespace.prefix(),
+        ])
+        .arg("translate-subs")
+        .arg(folder.path())
+        .args(["--to", "vi", "--timeout-s", "300"])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .expect("run voxctl");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("15 files: 15 done, 0 failed, 0 still running"),
+        "{stderr}"
+    );
+    for i in 1..=15 {
+        let bytes = std::fs::read(out.path().join(format!("episode{i:02}.vi.srt")))
+            .expect("result written");
+        let source = Subtitles::parse(
+            &std::fs::read(folder.path().join(format!("episode{i:02}.srt"))).expect("read"),
+        )
+        .expect("parse");
+        assert_same_cues(&source, &Subtitles::parse(&bytes).expect("parses"));
+    }
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn voxctl_transcribes_a_folder_and_refuses_only_its_file_that_is_not_audio() {
     let env = TestEnv::new();
     let shutdown = CancellationToken::new();

@@ -235,8 +235,11 @@ fn input_files(
     Ok(files)
 }
 
+/// Above this many jobs, one progress bar counts the jobs that ended instead of one bar each.
+const MAX_BARS: usize = 12;
+
 /// Submits every file, then (unless `--no-wait`) follows all the jobs at once, one progress bar
-/// each, and writes each one's results as it is known. `rejected` files were refused before
+/// each (or one for all, past [`MAX_BARS`]), and writes each one's results as it is known. `rejected` files were refused before
 /// submission (and reported); they count as failed. Exit code: 1 when a file failed, else 2
 /// when a job was still running at `--timeout-s`, else 0.
 async fn submit_and_follow_all(
@@ -268,14 +271,43 @@ async fn submit_and_follow_all(
         }
         return Ok(if rejected > 0 { 1 } else { 0 });
     }
+    // One bar per job, or, past MAX_BARS jobs, one bar counting the jobs that ended.
     let bars = MultiProgress::new();
+    let overall = (files.len() > MAX_BARS).then(|| {
+        let bar = bars.add(ProgressBar::new(files.len() as u64));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} files ended",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout_s);
     let ends = futures::future::join_all(files.iter().zip(&ids).map(|(file, id)| {
-        let bar = bars.add(job_bar());
-        bar.set_prefix(file_name(file));
-        track(&store, id, bar, deadline)
+        let bar = match overall {
+            Some(_) => ProgressBar::hidden(),
+            None => {
+                let bar = bars.add(job_bar());
+                bar.set_prefix(file_name(file));
+                bar
+            }
+        };
+        let store = &store;
+        let overall = overall.as_ref();
+        async move {
+            let end = track(store, id, bar, deadline).await;
+            if let Some(overall) = overall {
+                overall.inc(1);
+            }
+            end
+        }
     }))
     .await;
+    if let Some(overall) = overall {
+        overall.finish_and_clear();
+    }
     let (mut succeeded, mut failed, mut running, mut records) = (0, rejected, 0, Vec::new());
     for ((file, id), end) in files.iter().zip(&ids).zip(ends) {
         match end? {
