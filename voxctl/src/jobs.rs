@@ -163,24 +163,28 @@ pub async fn translate_subs(nats: &NatsConfig, args: &TranslateSubsArgs) -> anyh
         .map(|t| flores(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let source = flores(&args.source)?;
-    let mut submissions = Vec::with_capacity(files.len());
-    for file in &files {
+    let prepare = |file: &Path| -> anyhow::Result<Submission> {
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        submissions.push(Submission {
+        Ok(Submission {
             kind: JobKind::Subtitles,
             file_name: file_name(file),
             bytes: bytes.into(),
             source_lang: Some(source.clone()),
             target_langs: targets.clone(),
             output_format: args.format.map(Into::into),
-        });
-    }
-    if files.len() == 1 {
+        })
+    };
+    if let [file] = files.as_slice() {
         // One file: as before (its record alone with --json, not a list).
-        let submission = submissions.pop().expect("one submission per file");
-        return submit_and_follow(nats, &files[0], submission, &args.wait).await;
+        return submit_and_follow(nats, file, prepare(file)?, &args.wait).await;
     }
-    submit_and_follow_all(nats, &files, submissions, 0, &args.wait).await
+    submit_and_follow_all(
+        nats,
+        &files,
+        &|file: &Path| prepare(file).map(Some),
+        &args.wait,
+    )
+    .await
 }
 
 /// The files named by `inputs`: files as given, and the files of directories whose extension is
@@ -238,20 +242,25 @@ fn input_files(
 /// Above this many jobs, one progress bar counts the jobs that ended instead of one bar each.
 const MAX_BARS: usize = 12;
 
-/// Submits every file, then (unless `--no-wait`) follows all the jobs at once, one progress bar
-/// each (or one for all, past [`MAX_BARS`]), and writes each one's results as it is known. `rejected` files were refused before
-/// submission (and reported); they count as failed. Exit code: 1 when a file failed, else 2
-/// when a job was still running at `--timeout-s`, else 0.
+/// Reads and submits the files one at a time (`prepare` gives `None` for a file it refused and
+/// reported), then (unless `--no-wait`) follows all the jobs at once — one progress bar each, or
+/// one for all past [`MAX_BARS`] — writing each job's results as soon as it ends. Refused files
+/// count as failed. Exit code: 1 when a file failed, else 2 when a job was still running at
+/// `--timeout-s`, else 0.
 async fn submit_and_follow_all(
     nats: &NatsConfig,
     files: &[PathBuf],
-    submissions: Vec<Submission>,
-    rejected: usize,
+    prepare: &dyn Fn(&Path) -> anyhow::Result<Option<Submission>>,
     wait: &WaitArgs,
 ) -> anyhow::Result<i32> {
     let store = open(nats).await?;
-    let mut ids = Vec::with_capacity(files.len());
-    for (file, submission) in files.iter().zip(submissions) {
+    let (mut jobs, mut rejected) = (Vec::with_capacity(files.len()), 0);
+    for file in files {
+        // One file's bytes at a time: a folder of long recordings is never all in memory.
+        let Some(submission) = prepare(file)? else {
+            rejected += 1;
+            continue;
+        };
         let submitted = store.submit(submission).await?;
         let id = submitted.status.job_id;
         if submitted.deduplicated {
@@ -263,18 +272,17 @@ async fn submit_and_follow_all(
         } else {
             eprintln!("submitted {} as job {id}", file.display());
         }
-        ids.push(id);
+        jobs.push((file, id));
     }
     if wait.no_wait {
-        for id in &ids {
+        for (_, id) in &jobs {
             println!("{id}");
         }
         return Ok(if rejected > 0 { 1 } else { 0 });
     }
-    // One bar per job, or, past MAX_BARS jobs, one bar counting the jobs that ended.
     let bars = MultiProgress::new();
-    let overall = (files.len() > MAX_BARS).then(|| {
-        let bar = bars.add(ProgressBar::new(files.len() as u64));
+    let overall = (jobs.len() > MAX_BARS).then(|| {
+        let bar = bars.add(ProgressBar::new(jobs.len() as u64));
         bar.set_style(
             ProgressStyle::with_template(
                 "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} files ended",
@@ -285,7 +293,7 @@ async fn submit_and_follow_all(
         bar
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout_s);
-    let ends = futures::future::join_all(files.iter().zip(&ids).map(|(file, id)| {
+    let ends = futures::future::join_all(jobs.iter().map(|(file, id)| {
         let bar = match overall {
             Some(_) => ProgressBar::hidden(),
             None => {
@@ -294,26 +302,28 @@ async fn submit_and_follow_all(
                 bar
             }
         };
-        let store = &store;
-        let overall = overall.as_ref();
+        let (store, overall) = (&store, overall.as_ref());
         async move {
-            let end = track(store, id, bar, deadline).await;
+            let Some(status) = track(store, id, bar, deadline).await? else {
+                return anyhow::Ok(None);
+            };
+            let code = finish(store, &status, &wait.out, false).await?;
             if let Some(overall) = overall {
                 overall.inc(1);
             }
-            end
+            Ok(Some((status, code)))
         }
     }))
     .await;
     if let Some(overall) = overall {
         overall.finish_and_clear();
     }
-    let (mut succeeded, mut failed, mut running, mut records) = (0, rejected, 0, Vec::new());
-    for ((file, id), end) in files.iter().zip(&ids).zip(ends) {
+    let (mut done, mut failed, mut running, mut records) = (0, rejected, 0, Vec::new());
+    for ((file, id), end) in jobs.iter().zip(ends) {
         match end? {
-            Some(status) => {
-                if finish(&store, &status, &wait.out, false).await? == 0 {
-                    succeeded += 1;
+            Some((status, code)) => {
+                if code == 0 {
+                    done += 1;
                 } else {
                     failed += 1;
                 }
@@ -321,7 +331,8 @@ async fn submit_and_follow_all(
             }
             None => {
                 eprintln!(
-                    "{}: job {id} still running after {} s; `voxctl job {id} --wait` picks it up again",
+                    "{}: job {id} still running after {} s; `voxctl job {id} --wait` picks it \
+                     up again",
                     file.display(),
                     wait.timeout_s
                 );
@@ -333,8 +344,8 @@ async fn submit_and_follow_all(
         println!("{}", serde_json::to_string_pretty(&records)?);
     }
     eprintln!(
-        "{} files: {succeeded} done, {failed} failed, {running} still running",
-        files.len() + rejected
+        "{} files: {done} done, {failed} failed, {running} still running",
+        files.len()
     );
     Ok(if failed > 0 {
         1
@@ -347,7 +358,7 @@ async fn submit_and_follow_all(
 
 /// `voxctl transcribe`
 pub async fn transcribe(nats: &NatsConfig, args: &TranscribeArgs) -> anyhow::Result<i32> {
-    let inputs = input_files(
+    let files = input_files(
         &args.files,
         &voxbridge_shared::audio::EXTENSIONS,
         "audio files (.wav, .mp3, .flac, .ogg, .opus, .webm, .m4a, ...)",
@@ -358,32 +369,32 @@ pub async fn transcribe(nats: &NatsConfig, args: &TranscribeArgs) -> anyhow::Res
         .map(|t| flores(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let source = args.source.as_deref().map(flores).transpose()?;
-    let (mut files, mut submissions, mut rejected) = (Vec::new(), Vec::new(), 0);
-    for file in inputs.iter() {
+    // Refuses what the worker would reject (the error names the formats it takes).
+    let prepare = |file: &Path| -> anyhow::Result<Result<Submission, String>> {
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        // Refuse what the worker would reject (the error names the formats it takes): alone, at
-        // once; among several, that file only.
         if let Err(e) = voxbridge_shared::audio::audio_duration_s(&bytes) {
-            anyhow::ensure!(inputs.len() > 1, "{}: {e}", file.display());
-            eprintln!("{}: [invalid_audio] {e}", file.display());
-            rejected += 1;
-            continue;
+            return Ok(Err(format!("{}: [invalid_audio] {e}", file.display())));
         }
-        submissions.push(Submission {
+        Ok(Ok(Submission {
             kind: JobKind::Audio,
             file_name: file_name(file),
             bytes: bytes.into(),
             source_lang: source.clone(),
             target_langs: targets.clone(),
             output_format: Some(args.format.into()),
-        });
-        files.push(file.clone());
+        }))
+    };
+    if let [file] = files.as_slice() {
+        let submission = prepare(file)?.map_err(anyhow::Error::msg)?;
+        return submit_and_follow(nats, file, submission, &args.wait).await;
     }
-    if inputs.len() == 1 {
-        let submission = submissions.pop().expect("one submission per file");
-        return submit_and_follow(nats, &files[0], submission, &args.wait).await;
-    }
-    submit_and_follow_all(nats, &files, submissions, rejected, &args.wait).await
+    // Among several files, a file that is not audio is reported and the others go on.
+    let prepare_one = |file: &Path| -> anyhow::Result<Option<Submission>> {
+        Ok(prepare(file)?
+            .inspect_err(|refusal| eprintln!("{refusal}"))
+            .ok())
+    };
+    submit_and_follow_all(nats, &files, &prepare_one, &args.wait).await
 }
 
 fn file_name(path: &Path) -> String {
