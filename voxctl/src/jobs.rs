@@ -199,6 +199,9 @@ fn input_files(
     let mut files = Vec::new();
     for input in inputs {
         if !input.is_dir() {
+            // Checked before anything is submitted (a later read error would leave the files
+            // before it submitted and unfollowed).
+            std::fs::metadata(input).with_context(|| format!("reading {}", input.display()))?;
             files.push(input.clone());
             continue;
         }
@@ -632,6 +635,8 @@ mod tests {
             error.to_string().starts_with("no .srt or .vtt files in"),
             "{error}"
         );
+        let error = subtitles(&[d.join("a.SRT"), d.join("missing.srt")]).expect_err("missing");
+        assert!(error.to_string().ends_with("missing.srt"), "{error}");
 
         std::fs::write(d.join("nested.srt").join("a.SRT"), "").expect("write");
         let error = subtitles(&[d.to_path_buf(), d.join("nested.srt")]).expect_err("clash");
