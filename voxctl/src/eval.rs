@@ -37,6 +37,8 @@ use plotters::prelude::{
     PathElement, SVGBackend, SeriesLabelPosition, WHITE,
 };
 use serde::{Deserialize, Serialize};
+// File extensions taken for a case's audio (any case).
+use voxbridge_shared::audio::EXTENSIONS as AUDIO_EXTENSIONS;
 use voxbridge_shared::eval::{self, BleuScore, Chrf, ChrfScore, EvalError as ScoreError};
 use voxbridge_shared::messages::AUDIO_SAMPLE_RATE_HZ;
 
@@ -320,9 +322,6 @@ pub fn discover(dir: &Path) -> Result<Vec<Case>, EvalError> {
     }
     Ok(cases)
 }
-
-/// File extensions taken for a case's audio (any case).
-use voxbridge_shared::audio::EXTENSIONS as AUDIO_EXTENSIONS;
 
 /// `NAME` when `file` is `NAME.<audio extension>`.
 fn audio_stem(file: &str) -> Option<&str> {
