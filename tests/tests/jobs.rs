@@ -27,6 +27,15 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// `voxctl` pointed at the test's NATS server and namespace.
+fn voxctl(env: &TestEnv) -> Command {
+    let mut command = Command::new(voxbridge_tests::bin_path("voxctl"));
+    command
+        .args(["--nats-url", &env.nats_url, "--namespace"])
+        .arg(env.namespace.prefix());
+    command
+}
+
 /// A multipart `POST /v1/jobs`; returns (status, JSON body).
 async fn post_job(
     edge: std::net::SocketAddr,
@@ -587,13 +596,7 @@ async fn voxctl_transcribes_and_translates_an_audio_file() {
     let (wav, reference) = jfk_as_float_stereo_44k(dir.path());
     let out = dir.path().join("out");
 
-    let output = Command::new(voxbridge_tests::bin_path("voxctl"))
-        .args([
-            "--nats-url",
-            &env.nats_url,
-            "--namespace",
-            env.namespace.prefix(),
-        ])
+    let output = voxctl(&env)
         .arg("transcribe")
         .arg(&wav)
         .args([
@@ -646,16 +649,7 @@ async fn voxctl_transcribes_and_translates_an_audio_file() {
     assert_same_cues(&transcript, &translation);
 
     // `voxctl jobs` lists it; `voxctl job ID` shows it.
-    let list = Command::new(voxbridge_tests::bin_path("voxctl"))
-        .args([
-            "--nats-url",
-            &env.nats_url,
-            "--namespace",
-            env.namespace.prefix(),
-            "jobs",
-        ])
-        .output()
-        .expect("voxctl jobs");
+    let list = voxctl(&env).arg("jobs").output().expect("voxctl jobs");
     let list = String::from_utf8_lossy(&list.stdout);
     let id = job["id"].as_str().expect("id");
     assert!(list.contains(id) && list.contains("succeeded"), "{list}");
@@ -832,13 +826,7 @@ async fn voxctl_translate_subs_writes_one_file_per_target_and_resubmission_is_th
     let _mt = start_mt_worker(&env, &[], shutdown.clone()).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let run = |extra: &[&str]| {
-        Command::new(voxbridge_tests::bin_path("voxctl"))
-            .args([
-                "--nats-url",
-                &env.nats_url,
-                "--namespace",
-                env.namespace.prefix(),
-            ])
+        voxctl(&env)
             .arg("translate-subs")
             .arg(fixture("film.srt"))
             .args(["--to", "vi,fr", "--json", "--timeout-s", "120"])
@@ -887,13 +875,7 @@ async fn voxctl_translate_subs_takes_a_folder_and_one_bad_file_does_not_stop_the
     std::fs::write(folder.path().join("broken.srt"), b"These are my notes.\n").expect("write");
     std::fs::write(folder.path().join("notes.txt"), b"not a subtitle file").expect("write");
     let out = tempfile::tempdir().expect("tempdir");
-    let output = Command::new(voxbridge_tests::bin_path("voxctl"))
-        .args([
-            "--nats-url",
-            &env.nats_url,
-            "--namespace",
-            env.namespace.prefix(),
-        ])
+    let output = voxctl(&env)
         .arg("translate-subs")
         .arg(folder.path())
         .args(["--to", "vi", "--json", "--timeout-s", "180"])
@@ -967,13 +949,7 @@ async fn voxctl_translate_subs_follows_a_large_folder_to_the_end() {
         std::fs::write(folder.path().join(format!("episode{i:02}.srt")), bytes).expect("write");
     }
     let out = tempfile::tempdir().expect("tempdir");
-    let output = Command::new(voxbridge_tests::bin_path("voxctl"))
-        .args([
-            "--nats-url",
-            &env.nats_url,
-            "--namespace",
-            env.namespace.prefix(),
-        ])
+    let output = voxctl(&env)
         .arg("translate-subs")
         .arg(folder.path())
         .args(["--to", "vi", "--timeout-s", "300"])
@@ -1011,13 +987,7 @@ async fn voxctl_transcribes_a_folder_and_refuses_only_its_file_that_is_not_audio
     std::fs::write(folder.path().join("broken.mp3"), b"not audio at all").expect("write");
     std::fs::write(folder.path().join("podcast.txt"), b"show notes").expect("write");
     let out = tempfile::tempdir().expect("tempdir");
-    let output = Command::new(voxbridge_tests::bin_path("voxctl"))
-        .args([
-            "--nats-url",
-            &env.nats_url,
-            "--namespace",
-            env.namespace.prefix(),
-        ])
+    let output = voxctl(&env)
         .arg("transcribe")
         .arg(folder.path())
         .args(["--from", "en", "--json", "--timeout-s", "240"])

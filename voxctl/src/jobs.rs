@@ -128,14 +128,8 @@ fn short(flores: &str) -> &str {
     languages::by_flores(flores).map_or(flores, |l| l.bcp47)
 }
 
-/// Submits a file and (unless `--no-wait`) follows the job to its end.
-async fn submit_and_follow(
-    nats: &NatsConfig,
-    file: &Path,
-    submission: Submission,
-    wait: &WaitArgs,
-) -> anyhow::Result<i32> {
-    let store = open(nats).await?;
+/// Submits a file and says so (or which earlier job it is).
+async fn submit(store: &JobStore, file: &Path, submission: Submission) -> anyhow::Result<JobId> {
     let submitted = store.submit(submission).await?;
     let id = submitted.status.job_id;
     if submitted.deduplicated {
@@ -147,6 +141,18 @@ async fn submit_and_follow(
     } else {
         eprintln!("submitted {} as job {id}", file.display());
     }
+    Ok(id)
+}
+
+/// Submits a file and (unless `--no-wait`) follows the job to its end.
+async fn submit_and_follow(
+    nats: &NatsConfig,
+    file: &Path,
+    submission: Submission,
+    wait: &WaitArgs,
+) -> anyhow::Result<i32> {
+    let store = open(nats).await?;
+    let id = submit(&store, file, submission).await?;
     if wait.no_wait {
         println!("{id}");
         return Ok(0);
@@ -264,18 +270,7 @@ async fn submit_and_follow_all(
             rejected += 1;
             continue;
         };
-        let submitted = store.submit(submission).await?;
-        let id = submitted.status.job_id;
-        if submitted.deduplicated {
-            eprintln!(
-                "{} was submitted before with the same options: job {id} ({})",
-                file.display(),
-                state_name(submitted.status.state)
-            );
-        } else {
-            eprintln!("submitted {} as job {id}", file.display());
-        }
-        jobs.push((file, id));
+        jobs.push((file, submit(&store, file, submission).await?));
     }
     if wait.no_wait {
         for (_, id) in &jobs {
