@@ -637,45 +637,57 @@ impl OpusHead {
     }
 }
 
-/// [`decode_16k`] for Opus: libopus decodes each packet straight to 16 kHz mono (it down-mixes
-/// a stereo stream itself). Drops the pre-skip and the start and end trims the container gives
-/// (Ogg: from granule positions), applies the header's output gain, skips packets libopus
-/// rejects, stops with [`AudioError::TooLong`] past `limit_s` seconds.
-fn decode_opus_16k(mut o: Opened<'_>, limit_s: f64) -> Result<Vec<f32>, AudioError> {
-    /// Opus' own rate, of pre-skip and Ogg granule positions.
-    const OPUS_RATE: u64 = 48_000;
-    /// The longest Opus packet: 120 ms.
-    const MAX_PACKET: usize = SAMPLE_RATE as usize * 120 / 1000;
-    let malformed = |format: &str, detail: String| AudioError::Malformed {
-        format: format.to_string(),
-        detail,
-    };
-    let head = o.params.extra_data.as_deref().and_then(OpusHead::parse);
-    if let Some(h) = head
-        && h.streams != 1
-    {
-        return Err(AudioError::UnsupportedCodec {
-            container: o.format.clone(),
-            codec: format!(
-                "Opus (multistream: {} streams, {} channels)",
-                h.streams, h.channels
-            ),
-        });
+/// Opus' own rate, of pre-skip and Ogg granule positions.
+const OPUS_RATE: u64 = 48_000;
+
+/// One Opus stream's decoder and the frames still to drop from its start (its pre-skip).
+struct OpusStream {
+    decoder: opus::Decoder,
+    /// At 16 kHz.
+    skip: usize,
+    time_base: Option<TimeBase>,
+}
+
+impl OpusStream {
+    /// Reads the stream's header (refusing multistream Opus) and applies its output gain.
+    fn open(o: &Opened<'_>) -> Result<Self, AudioError> {
+        let libopus = |e: opus::Error| AudioError::Malformed {
+            format: o.format.clone(),
+            detail: format!("libopus: {e}"),
+        };
+        let head = o.params.extra_data.as_deref().and_then(OpusHead::parse);
+        if let Some(h) = head
+            && h.streams != 1
+        {
+            return Err(AudioError::UnsupportedCodec {
+                container: o.format.clone(),
+                codec: format!(
+                    "Opus (multistream: {} streams, {} channels)",
+                    h.streams, h.channels
+                ),
+            });
+        }
+        let mut decoder = opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono).map_err(libopus)?;
+        if let Some(h) = head
+            && h.gain != 0
+        {
+            decoder.set_gain(i32::from(h.gain)).map_err(libopus)?;
+        }
+        let pre_skip = head
+            .map(|h| u64::from(h.pre_skip))
+            .or(o.delay.map(u64::from))
+            .unwrap_or(0);
+        Ok(Self {
+            decoder,
+            skip: usize::try_from(pre_skip * u64::from(SAMPLE_RATE) / OPUS_RATE).unwrap_or(0),
+            time_base: o.time_base,
+        })
     }
-    let mut decoder = opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono)
-        .map_err(|e| malformed(&o.format, format!("libopus: {e}")))?;
-    if let Some(h) = head
-        && h.gain != 0
-    {
-        decoder
-            .set_gain(i32::from(h.gain))
-            .map_err(|e| malformed(&o.format, format!("libopus: {e}")))?;
-    }
-    // Container durations (trims) to 16 kHz frames.
-    let tb = o.time_base;
-    let to_16k_frames = |d: TbDuration| -> usize {
+
+    /// A container duration (a trim) in 16 kHz frames.
+    fn to_16k_frames(&self, d: TbDuration) -> usize {
         let d = d.get();
-        let frames = match tb {
+        let frames = match self.time_base {
             Some(tb) => {
                 u128::from(d) * u128::from(SAMPLE_RATE) * u128::from(tb.numer.get())
                     / u128::from(tb.denom.get())
@@ -683,13 +695,22 @@ fn decode_opus_16k(mut o: Opened<'_>, limit_s: f64) -> Result<Vec<f32>, AudioErr
             None => u128::from(d) * u128::from(SAMPLE_RATE) / u128::from(OPUS_RATE),
         };
         usize::try_from(frames).unwrap_or(usize::MAX)
+    }
+}
+
+/// [`decode_16k`] for Opus: libopus decodes each packet straight to 16 kHz mono (it down-mixes
+/// a stereo stream itself). Drops the pre-skip and the start and end trims the container gives
+/// (Ogg: from granule positions), applies the header's output gain, skips packets libopus
+/// rejects, goes on into the next stream of a chained Ogg file (each with its own header), and
+/// stops with [`AudioError::TooLong`] past `limit_s` seconds.
+fn decode_opus_16k(mut o: Opened<'_>, limit_s: f64) -> Result<Vec<f32>, AudioError> {
+    /// The longest Opus packet: 120 ms.
+    const MAX_PACKET: usize = SAMPLE_RATE as usize * 120 / 1000;
+    let malformed = |format: &str, detail: String| AudioError::Malformed {
+        format: format.to_string(),
+        detail,
     };
-    let pre_skip = head
-        .map(|h| u64::from(h.pre_skip))
-        .or(o.delay.map(u64::from))
-        .unwrap_or(0);
-    // Frames still to drop from the start (pre-skip, at 16 kHz).
-    let mut skip = usize::try_from(pre_skip * u64::from(SAMPLE_RATE) / OPUS_RATE).unwrap_or(0);
+    let mut stream = OpusStream::open(&o)?;
     let limit_frames = limit_s * f64::from(SAMPLE_RATE);
     let mut out: Vec<f32> = Vec::new();
     let mut pcm = vec![0f32; MAX_PACKET];
@@ -699,8 +720,23 @@ fn decode_opus_16k(mut o: Opened<'_>, limit_s: f64) -> Result<Vec<f32>, AudioErr
         let packet = match next_packet(o.reader.as_mut()) {
             Ok(Some(packet)) => packet,
             Ok(None) => break,
-            // A new logical stream (chained Ogg): not followed; keep the first stream's audio.
-            Err(SymphoniaError::ResetRequired) => break,
+            // A new logical stream (chained Ogg: recordings joined end to end): its own header,
+            // pre-skip and decoder. A chained stream in another codec ends the audio here.
+            Err(SymphoniaError::ResetRequired) => {
+                let Some(track) = o.reader.default_track(TrackType::Audio) else {
+                    break;
+                };
+                let Some(params) = track.codec_params.as_ref().and_then(|p| p.audio()) else {
+                    break;
+                };
+                if params.codec != codec_ids::CODEC_ID_OPUS {
+                    break;
+                }
+                (o.track_id, o.time_base, o.delay) = (track.id, track.time_base, track.delay);
+                o.params = params.clone();
+                stream = OpusStream::open(&o)?;
+                continue;
+            }
             Err(e) => {
                 if !decoded_any {
                     return Err(malformed(&o.format, e.to_string()));
@@ -712,7 +748,7 @@ fn decode_opus_16k(mut o: Opened<'_>, limit_s: f64) -> Result<Vec<f32>, AudioErr
         if packet.track_id != o.track_id || packet.data.is_empty() {
             continue;
         }
-        let n = match decoder.decode_float(&packet.data, &mut pcm, false) {
+        let n = match stream.decoder.decode_float(&packet.data, &mut pcm, false) {
             Ok(n) => n.min(pcm.len()),
             // A damaged packet: skip it, as players do.
             Err(e) => {
@@ -722,10 +758,12 @@ fn decode_opus_16k(mut o: Opened<'_>, limit_s: f64) -> Result<Vec<f32>, AudioErr
         };
         decoded_any = true;
         let mut frames = &pcm[..n];
-        let start = (skip + to_16k_frames(packet.trim_start)).min(frames.len());
-        skip = skip.saturating_sub(frames.len());
+        let start = (stream.skip + stream.to_16k_frames(packet.trim_start)).min(frames.len());
+        stream.skip = stream.skip.saturating_sub(frames.len());
         frames = &frames[start..];
-        let end = frames.len().saturating_sub(to_16k_frames(packet.trim_end));
+        let end = frames
+            .len()
+            .saturating_sub(stream.to_16k_frames(packet.trim_end));
         out.extend_from_slice(&frames[..end]);
         if out.len() as f64 > limit_frames {
             return Err(AudioError::TooLong { limit_s });
@@ -1184,6 +1222,72 @@ mod tests {
     #[test]
     fn ogg_opus_decodes_to_jfk() {
         check_lossy("jfk.opus");
+    }
+
+    /// Ogg's CRC-32 (polynomial 0x04c11db7, not reflected, initial value 0).
+    fn ogg_crc(data: &[u8]) -> u32 {
+        data.iter().fold(0u32, |crc, &b| {
+            (0..8).fold(crc ^ (u32::from(b) << 24), |c, _| {
+                if c & 0x8000_0000 != 0 {
+                    (c << 1) ^ 0x04c1_1db7
+                } else {
+                    c << 1
+                }
+            })
+        })
+    }
+
+    /// An Ogg file with every page's stream serial number set to `serial` (and its CRC redone):
+    /// appended to another Ogg file, a second logical stream of a chained file.
+    fn with_serial(bytes: &[u8], serial: u32) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        let mut at = 0;
+        while at < out.len() {
+            assert_eq!(&out[at..at + 4], b"OggS", "a page at {at}");
+            let segments = usize::from(out[at + 26]);
+            let body: usize = out[at + 27..at + 27 + segments]
+                .iter()
+                .map(|&b| usize::from(b))
+                .sum();
+            let len = 27 + segments + body;
+            out[at + 14..at + 18].copy_from_slice(&serial.to_le_bytes());
+            out[at + 22..at + 26].fill(0);
+            let crc = ogg_crc(&out[at..at + len]);
+            out[at + 22..at + 26].copy_from_slice(&crc.to_le_bytes());
+            at += len;
+        }
+        out
+    }
+
+    #[test]
+    fn every_stream_of_a_chained_ogg_file_is_decoded() {
+        // The CRC is Ogg's: rewriting a page with its own serial number gives the same bytes.
+        let opus = fixture("jfk.opus");
+        let serial = u32::from_le_bytes(opus[14..18].try_into().expect("4 bytes"));
+        assert_eq!(with_serial(&opus, serial), opus);
+        for name in ["jfk.opus", "jfk.ogg"] {
+            let one = fixture(name);
+            let single = decode_audio_16k(&one).expect("one stream");
+            let mut chained = one.clone();
+            chained.extend(with_serial(&one, 0x5eed_0001));
+            let got = decode_audio_16k(&chained).expect("chained");
+            // Vorbis goes through one resampler for both streams: a few frames either way.
+            assert!(
+                got.len().abs_diff(2 * single.len()) <= 64,
+                "{name}: {} frames from two streams of {}",
+                got.len(),
+                single.len()
+            );
+            assert_eq!(
+                &got[..single.len() - 64],
+                &single[..single.len() - 64],
+                "{name}"
+            );
+            if name == "jfk.opus" {
+                // A fresh decoder and pre-skip for the second stream: the same samples again.
+                assert_eq!(&got[single.len()..], &single[..], "{name}");
+            }
+        }
     }
 
     #[test]
