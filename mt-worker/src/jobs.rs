@@ -279,6 +279,9 @@ impl SubtitleJobs {
             code: "invalid_subtitles",
             message: e.to_string(),
         })?;
+        if let Some(encoding) = subtitles.source_encoding() {
+            tracing::info!(job_id = %spec.job_id, encoding, "subtitles converted to UTF-8");
+        }
         if spec.target_langs.is_empty() {
             return Err(Failure::Poison {
                 code: "invalid_request",

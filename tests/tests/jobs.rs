@@ -868,17 +868,32 @@ async fn voxctl_translate_subs_takes_a_folder_and_one_bad_file_does_not_stop_the
     let shutdown = CancellationToken::new();
     let _mt = start_mt_worker(&env, &[], shutdown.clone()).await;
     let folder = tempfile::tempdir().expect("tempdir");
-    for name in ["film.srt", "lecture.vtt"] {
-        std::fs::copy(fixture(name), folder.path().join(name)).expect("copy");
+    let f = folder.path();
+    std::fs::create_dir(f.join("week2")).expect("mkdir");
+    for (name, to) in [
+        ("film.srt", "film.srt"),
+        ("lecture.vtt", "week2/lecture.vtt"),
+    ] {
+        std::fs::copy(fixture(name), f.join(to)).expect("copy");
     }
+    // Windows-1252, as many subtitles on the web are: converted, the result is UTF-8.
+    let utf8 = std::fs::read(fixture("bom_crlf.srt")).expect("read");
+    let text = std::str::from_utf8(&utf8[3..]).expect("UTF-8 after the BOM");
+    let (windows_1252, _, _) = encoding_rs::WINDOWS_1252.encode(text);
+    assert!(std::str::from_utf8(&windows_1252).is_err(), "not UTF-8");
+    std::fs::write(f.join("legacy.srt"), &windows_1252).expect("write");
     // Not subtitles at all, but named like them: that job fails, the others do not.
-    std::fs::write(folder.path().join("broken.srt"), b"These are my notes.\n").expect("write");
-    std::fs::write(folder.path().join("notes.txt"), b"not a subtitle file").expect("write");
+    std::fs::write(f.join("broken.srt"), b"These are my notes.\n").expect("write");
+    // Refused by the job store before it is a job: reported, and the others go on.
+    std::fs::write(f.join("blank.srt"), b"").expect("write");
+    // What macOS leaves on shared drives: skipped, as hidden files are.
+    std::fs::write(f.join("._film.srt"), b"\x00\x05\x16\x07").expect("write");
+    std::fs::write(f.join("notes.txt"), b"not a subtitle file").expect("write");
     let out = tempfile::tempdir().expect("tempdir");
     let output = voxctl(&env)
         .arg("translate-subs")
-        .arg(folder.path())
-        .args(["--to", "vi", "--json", "--timeout-s", "180"])
+        .arg(f)
+        .args(["--recursive", "--to", "vi", "--json", "--timeout-s", "180"])
         .arg("--out")
         .arg(out.path())
         .output()
@@ -891,11 +906,15 @@ async fn voxctl_translate_subs_takes_a_folder_and_one_bad_file_does_not_stop_the
         "a job failed: exit code 1\n{stderr}"
     );
     assert!(
-        stderr.contains("3 files: 2 done, 1 failed, 0 still running"),
+        stderr.contains("5 files: 3 done, 2 failed, 0 still running"),
         "{stderr}"
     );
     assert!(
         stderr.contains("(broken.srt) failed: [invalid_subtitles]"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("blank.srt: [invalid_request] the file is empty"),
         "{stderr}"
     );
     let records: Vec<Value> = serde_json::from_slice(&output.stdout).expect("a JSON list");
@@ -903,16 +922,18 @@ async fn voxctl_translate_subs_takes_a_folder_and_one_bad_file_does_not_stop_the
         .iter()
         .map(|r| r["state"].as_str().expect("state"))
         .collect();
-    // The folder's subtitle files in name order: broken.srt, film.srt, lecture.vtt.
-    assert_eq!(states, ["failed", "succeeded", "succeeded"]);
+    // The jobs in path order: broken, film, legacy, week2/lecture (blank.srt is no job).
+    assert_eq!(states, ["failed", "succeeded", "succeeded", "succeeded"]);
     let ids: std::collections::BTreeSet<&str> = records
         .iter()
         .map(|r| r["id"].as_str().expect("id"))
         .collect();
-    assert_eq!(ids.len(), 3, "one job per file");
+    assert_eq!(ids.len(), 4, "one job per file");
+    // A subfolder's results go to the same subfolder under --out.
     for (input, result) in [
         ("film.srt", "film.vi.srt"),
-        ("lecture.vtt", "lecture.vi.vtt"),
+        ("bom_crlf.srt", "legacy.vi.srt"),
+        ("lecture.vtt", "week2/lecture.vi.vtt"),
     ] {
         let original =
             Subtitles::parse(&std::fs::read(fixture(input)).expect("read")).expect("parse");
@@ -924,7 +945,14 @@ async fn voxctl_translate_subs_takes_a_folder_and_one_bad_file_does_not_stop_the
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     written.sort();
-    assert_eq!(written, ["film.vi.srt", "lecture.vi.vtt"]);
+    assert_eq!(written, ["film.vi.srt", "legacy.vi.srt", "week2"]);
+    let legacy = std::fs::read(out.path().join("legacy.vi.srt")).expect("read");
+    let legacy = Subtitles::parse(&legacy).expect("parses");
+    assert_eq!(
+        (legacy.source_encoding(), legacy.has_bom()),
+        (None, true),
+        "written as UTF-8 with a BOM"
+    );
     shutdown.cancel();
 }
 

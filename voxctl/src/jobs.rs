@@ -13,7 +13,7 @@ use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use voxbridge_shared::JobId;
 use voxbridge_shared::config::NatsConfig;
-use voxbridge_shared::jobs::{JobStore, Submission};
+use voxbridge_shared::jobs::{JobError, JobStore, Submission};
 use voxbridge_shared::languages;
 use voxbridge_shared::messages::{JobKind, JobState, JobStatus, SubtitleFormat};
 
@@ -53,11 +53,16 @@ pub struct WaitArgs {
 /// `voxctl translate-subs`
 #[derive(Debug, Clone, clap::Args)]
 pub struct TranslateSubsArgs {
-    /// SRT or WebVTT files, or directories of them (their `.srt` and `.vtt` files, not
-    /// recursive). Every file is submitted first, so several workers translate them at once;
-    /// then all are followed to their end and their results written to `--out`.
+    /// SRT or WebVTT files, or directories of them (their `.srt` and `.vtt` files; with
+    /// `--recursive` their subdirectories' too). Every file is submitted first, so several
+    /// workers translate them at once; then all are followed to their end and their results
+    /// written to `--out`.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// Also take the files in the directories' subdirectories; each result goes to the same
+    /// subdirectory under `--out` (`season1/ep01.srt` → `OUT/season1/ep01.vi.srt`).
+    #[arg(short, long)]
+    pub recursive: bool,
     /// Target languages, comma-separated (`vi,fr`).
     #[arg(long = "to", value_delimiter = ',', required = true)]
     pub targets: Vec<String>,
@@ -76,10 +81,14 @@ pub struct TranslateSubsArgs {
 pub struct TranscribeArgs {
     /// Audio files: WAV, MP3, FLAC, Ogg Vorbis or Opus, WebM/Opus, M4A/MP4 (AAC-LC) or AAC
     /// (ADTS); any sample rate, channel count and sample format. Or directories of them (files
-    /// named .wav, .mp3, .flac, .ogg, .oga, .opus, .webm, .m4a, .mp4, .aac; not recursive): all
-    /// are submitted first, then followed together.
+    /// named .wav, .mp3, .flac, .ogg, .oga, .opus, .webm, .m4a, .mp4, .aac): all are submitted
+    /// first, then followed together.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// Also take the files in the directories' subdirectories; each result goes to the same
+    /// subdirectory under `--out`.
+    #[arg(short, long)]
+    pub recursive: bool,
     /// Also translate into these languages, comma-separated.
     #[arg(long = "to", value_delimiter = ',')]
     pub targets: Vec<String>,
@@ -129,7 +138,7 @@ fn short(flores: &str) -> &str {
 }
 
 /// Submits a file and says so (or which earlier job it is).
-async fn submit(store: &JobStore, file: &Path, submission: Submission) -> anyhow::Result<JobId> {
+async fn submit(store: &JobStore, file: &Path, submission: Submission) -> Result<JobId, JobError> {
     let submitted = store.submit(submission).await?;
     let id = submitted.status.job_id;
     if submitted.deduplicated {
@@ -162,7 +171,12 @@ async fn submit_and_follow(
 
 /// `voxctl translate-subs`
 pub async fn translate_subs(nats: &NatsConfig, args: &TranslateSubsArgs) -> anyhow::Result<i32> {
-    let files = input_files(&args.files, &["srt", "vtt"], ".srt or .vtt files")?;
+    let files = input_files(
+        &args.files,
+        &["srt", "vtt"],
+        ".srt or .vtt files",
+        args.recursive,
+    )?;
     let targets = args
         .targets
         .iter()
@@ -181,8 +195,10 @@ pub async fn translate_subs(nats: &NatsConfig, args: &TranslateSubsArgs) -> anyh
         })
     };
     if let [file] = files.as_slice() {
-        // One file: as before (its record alone with --json, not a list).
-        return submit_and_follow(nats, file, prepare(file)?, &args.wait).await;
+        // One file: its record alone with --json, not a list, and any error is the command's.
+        let mut wait = args.wait.clone();
+        wait.out = wait.out.join(&file.out_dir);
+        return submit_and_follow(nats, &file.path, prepare(&file.path)?, &wait).await;
     }
     submit_and_follow_all(
         nats,
@@ -193,55 +209,102 @@ pub async fn translate_subs(nats: &NatsConfig, args: &TranslateSubsArgs) -> anyh
     .await
 }
 
+/// A file to submit, and the directory under `--out` its results go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Input {
+    path: PathBuf,
+    /// Relative to `--out`: the file's directory below the directory named on the command line
+    /// (`--recursive`), else empty.
+    out_dir: PathBuf,
+}
+
+impl Input {
+    /// How the file is named in messages and on its progress bar.
+    fn label(&self) -> String {
+        self.out_dir
+            .join(file_name(&self.path))
+            .display()
+            .to_string()
+    }
+}
+
 /// The files named by `inputs`: files as given, and the files of directories whose extension is
-/// one of `extensions` (any case; sorted, not recursive). Refuses a directory without any
-/// (`what` names them), and two inputs with one file name (their results would overwrite each
-/// other in `--out`).
+/// one of `extensions` (any case; sorted; with `recursive` in subdirectories too, which give
+/// their results a subdirectory of the same name under `--out`). Names starting with a dot are
+/// skipped inside directories (`._film.srt`, the metadata files macOS leaves on shared drives;
+/// `.git/`), as a shell's `*` skips them. Refuses a directory without any (`what` names them),
+/// and two inputs with one output name (their results would overwrite each other).
 fn input_files(
     inputs: &[PathBuf],
     extensions: &[&str],
     what: &str,
-) -> anyhow::Result<Vec<PathBuf>> {
+    recursive: bool,
+) -> anyhow::Result<Vec<Input>> {
     let mut files = Vec::new();
     for input in inputs {
         if !input.is_dir() {
-            // Checked before anything is submitted (a later read error would leave the files
-            // before it submitted and unfollowed).
+            // Checked before anything is submitted.
             std::fs::metadata(input).with_context(|| format!("reading {}", input.display()))?;
-            files.push(input.clone());
+            files.push(Input {
+                path: input.clone(),
+                out_dir: PathBuf::new(),
+            });
             continue;
         }
-        let mut found = Vec::new();
-        for entry in
-            std::fs::read_dir(input).with_context(|| format!("reading {}", input.display()))?
-        {
-            let path = entry
-                .with_context(|| format!("reading {}", input.display()))?
-                .path();
+        let (mut found, mut subdirectories) = (Vec::new(), false);
+        let walk = walkdir::WalkDir::new(input)
+            .min_depth(1)
+            .max_depth(if recursive { usize::MAX } else { 1 })
+            .into_iter()
+            // The directory named on the command line is taken even if its name starts with a dot.
+            .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+        for entry in walk {
+            let entry = entry.with_context(|| format!("reading {}", input.display()))?;
+            let path = entry.path();
+            if path.is_dir() {
+                subdirectories = true;
+                continue;
+            }
             let wanted = path
                 .extension()
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| extensions.iter().any(|x| x.eq_ignore_ascii_case(e)));
             if wanted && path.is_file() {
-                found.push(path);
+                let out_dir = path
+                    .parent()
+                    .and_then(|p| p.strip_prefix(input).ok())
+                    .unwrap_or(Path::new(""))
+                    .to_path_buf();
+                found.push(Input {
+                    path: path.to_path_buf(),
+                    out_dir,
+                });
             }
         }
-        anyhow::ensure!(!found.is_empty(), "no {what} in {}", input.display());
-        found.sort();
+        if found.is_empty() {
+            let hint = if recursive {
+                " or its subdirectories"
+            } else if subdirectories {
+                " (its subdirectories are not searched without --recursive)"
+            } else {
+                ""
+            };
+            anyhow::bail!("no {what} in {}{hint}", input.display());
+        }
+        found.sort_by(|a, b| a.path.cmp(&b.path));
         files.extend(found);
     }
     // Results are named after the file's name without its extension (`film.srt` → `film.vi.srt`).
-    let mut stems = std::collections::BTreeMap::new();
+    let mut outputs = std::collections::BTreeMap::new();
     for file in &files {
-        let name = file_name(file);
-        if let Some(other) =
-            stems.insert(voxbridge_shared::jobs::file_stem(&name).to_string(), file)
-        {
+        let name = file_name(&file.path);
+        let stem = voxbridge_shared::jobs::file_stem(&name).to_string();
+        if let Some(other) = outputs.insert((file.out_dir.clone(), stem), &file.path) {
             anyhow::bail!(
                 "{} and {} have the same name but for the extension: their results would \
                  overwrite each other; run them separately, with separate --out directories",
                 other.display(),
-                file.display()
+                file.path.display()
             );
         }
     }
@@ -251,26 +314,49 @@ fn input_files(
 /// Above this many jobs, one progress bar counts the jobs that ended instead of one bar each.
 const MAX_BARS: usize = 12;
 
-/// Reads and submits the files one at a time (`prepare` gives `None` for a file it refused and
-/// reported), then (unless `--no-wait`) follows all the jobs at once — one progress bar each, or
-/// one for all past [`MAX_BARS`] — writing each job's results as soon as it ends. Refused files
-/// count as failed. Exit code: 1 when a file failed, else 2 when a job was still running at
-/// `--timeout-s`, else 0.
+/// Reads and submits the files one at a time, then (unless `--no-wait`) follows all the jobs at
+/// once — one progress bar each, or one for all past [`MAX_BARS`] — writing each job's results as
+/// soon as it ends. A file that cannot be read, that `prepare` refused and reported (`None`), or
+/// that the job store refuses (empty, too large) is reported and counts as failed; the others go
+/// on. Only the job store failing stops the run. Exit code: 1 when a file failed, else 2 when a
+/// job was still running at `--timeout-s`, else 0.
 async fn submit_and_follow_all(
     nats: &NatsConfig,
-    files: &[PathBuf],
+    files: &[Input],
     prepare: &dyn Fn(&Path) -> anyhow::Result<Option<Submission>>,
     wait: &WaitArgs,
 ) -> anyhow::Result<i32> {
     let store = open(nats).await?;
     let (mut jobs, mut rejected) = (Vec::with_capacity(files.len()), 0);
-    for file in files {
+    for input in files {
         // One file's bytes at a time: a folder of long recordings is never all in memory.
-        let Some(submission) = prepare(file)? else {
-            rejected += 1;
-            continue;
+        let submission = match prepare(&input.path) {
+            Ok(Some(submission)) => submission,
+            Ok(None) => {
+                rejected += 1;
+                continue;
+            }
+            Err(e) => {
+                eprintln!("{}: {e:#}", input.label());
+                rejected += 1;
+                continue;
+            }
         };
-        jobs.push((file, submit(&store, file, submission).await?));
+        match submit(&store, &input.path, submission).await {
+            Ok(id) => jobs.push((input, id)),
+            Err(e @ JobError::Storage(_)) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "submitting {} ({} files were submitted before it and keep going: `voxctl \
+                     jobs` lists them)",
+                    input.path.display(),
+                    jobs.len()
+                )));
+            }
+            Err(e) => {
+                eprintln!("{}: [{}] {e}", input.label(), e.code());
+                rejected += 1;
+            }
+        }
     }
     if wait.no_wait {
         for (_, id) in &jobs {
@@ -291,12 +377,12 @@ async fn submit_and_follow_all(
         bar
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout_s);
-    let ends = futures::future::join_all(jobs.iter().map(|(file, id)| {
+    let ends = futures::future::join_all(jobs.iter().map(|(input, id)| {
         let bar = match overall {
             Some(_) => ProgressBar::hidden(),
             None => {
                 let bar = bars.add(job_bar());
-                bar.set_prefix(file_name(file));
+                bar.set_prefix(input.label());
                 bar
             }
         };
@@ -305,7 +391,7 @@ async fn submit_and_follow_all(
             let Some(status) = track(store, id, bar, deadline).await? else {
                 return anyhow::Ok(None);
             };
-            let code = finish(store, &status, &wait.out, false).await?;
+            let code = finish(store, &status, &wait.out.join(&input.out_dir), false).await?;
             if let Some(overall) = overall {
                 overall.inc(1);
             }
@@ -317,7 +403,7 @@ async fn submit_and_follow_all(
         overall.finish_and_clear();
     }
     let (mut done, mut failed, mut running, mut records) = (0, rejected, 0, Vec::new());
-    for ((file, id), end) in jobs.iter().zip(ends) {
+    for ((input, id), end) in jobs.iter().zip(ends) {
         match end? {
             Some((status, code)) => {
                 if code == 0 {
@@ -331,7 +417,7 @@ async fn submit_and_follow_all(
                 eprintln!(
                     "{}: job {id} still running after {} s; `voxctl job {id} --wait` picks it \
                      up again",
-                    file.display(),
+                    input.label(),
                     wait.timeout_s
                 );
                 running += 1;
@@ -360,6 +446,7 @@ pub async fn transcribe(nats: &NatsConfig, args: &TranscribeArgs) -> anyhow::Res
         &args.files,
         &voxbridge_shared::audio::EXTENSIONS,
         "audio files (.wav, .mp3, .flac, .ogg, .opus, .webm, .m4a, ...)",
+        args.recursive,
     )?;
     let targets = args
         .targets
@@ -383,8 +470,10 @@ pub async fn transcribe(nats: &NatsConfig, args: &TranscribeArgs) -> anyhow::Res
         }))
     };
     if let [file] = files.as_slice() {
-        let submission = prepare(file)?.map_err(anyhow::Error::msg)?;
-        return submit_and_follow(nats, file, submission, &args.wait).await;
+        let submission = prepare(&file.path)?.map_err(anyhow::Error::msg)?;
+        let mut wait = args.wait.clone();
+        wait.out = wait.out.join(&file.out_dir);
+        return submit_and_follow(nats, &file.path, submission, &wait).await;
     }
     // Among several files, a file that is not audio is reported and the others go on.
     let prepare_one = |file: &Path| -> anyhow::Result<Option<Submission>> {
@@ -609,20 +698,25 @@ pub async fn show(nats: &NatsConfig, args: &JobArgs) -> anyhow::Result<i32> {
 mod tests {
     use super::*;
 
+    fn paths(files: &[Input]) -> Vec<PathBuf> {
+        files.iter().map(|f| f.path.clone()).collect()
+    }
+
     #[test]
     fn folders_give_their_subtitle_files_and_clashing_names_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        for name in ["b.vtt", "a.SRT", "notes.txt", "c.srt.bak"] {
+        for name in ["b.vtt", "a.SRT", "notes.txt", "c.srt.bak", "._a.srt"] {
             std::fs::write(d.join(name), "").expect("write");
         }
         std::fs::create_dir(d.join("nested.srt")).expect("mkdir");
         let lone = d.join("nested.srt").join("x.srt");
         std::fs::write(&lone, "").expect("write");
         let subtitles =
-            |inputs: &[PathBuf]| input_files(inputs, &["srt", "vtt"], ".srt or .vtt files");
+            |inputs: &[PathBuf]| input_files(inputs, &["srt", "vtt"], ".srt or .vtt files", false);
         let files = subtitles(&[d.to_path_buf(), lone.clone()]).expect("files");
-        assert_eq!(files, [d.join("a.SRT"), d.join("b.vtt"), lone]);
+        assert_eq!(paths(&files), [d.join("a.SRT"), d.join("b.vtt"), lone]);
+        assert!(files.iter().all(|f| f.out_dir == Path::new("")));
 
         let empty = tempfile::tempdir().expect("tempdir");
         let error = subtitles(&[empty.path().to_path_buf()]).expect_err("empty");
@@ -640,6 +734,76 @@ mod tests {
         let other = tempfile::tempdir().expect("tempdir");
         std::fs::write(other.path().join("a.vtt"), "").expect("write");
         let error = subtitles(&[d.join("a.SRT"), other.path().join("a.vtt")]).expect_err("stems");
+        assert!(error.to_string().contains("have the same name"), "{error}");
+    }
+
+    #[test]
+    fn recursive_folders_keep_their_layout_and_skip_hidden_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        for sub in [
+            "Season 1",
+            "Season 2/extras",
+            "archive/old",
+            ".git",
+            "empty",
+        ] {
+            std::fs::create_dir_all(d.join(sub)).expect("mkdir");
+        }
+        for name in [
+            "Season 1/ep01.srt",
+            "Season 1/ep02.vtt",
+            "Season 1/._ep01.srt",
+            "Season 2/ep01.srt",
+            "Season 2/extras/making-of.vtt",
+            "archive/old/x.srt",
+            ".git/ep01.srt",
+            "pilot.srt",
+        ] {
+            std::fs::write(d.join(name), "").expect("write");
+        }
+        let subtitles = |inputs: &[PathBuf], recursive| {
+            input_files(inputs, &["srt", "vtt"], ".srt or .vtt files", recursive)
+        };
+        let files = subtitles(&[d.to_path_buf()], true).expect("files");
+        let found: Vec<(String, String)> = files
+            .iter()
+            .map(|f| (f.label(), f.out_dir.display().to_string()))
+            .collect();
+        let expected = [
+            ("Season 1/ep01.srt", "Season 1"),
+            ("Season 1/ep02.vtt", "Season 1"),
+            ("Season 2/ep01.srt", "Season 2"),
+            ("Season 2/extras/making-of.vtt", "Season 2/extras"),
+            ("archive/old/x.srt", "archive/old"),
+            ("pilot.srt", ""),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        // `Season 1/ep01.srt` and `Season 2/ep01.srt` share a name but not a directory.
+        assert_eq!(found, expected);
+        // Without --recursive only the top level, and the error for a folder of folders says why.
+        assert_eq!(
+            paths(&subtitles(&[d.to_path_buf()], false).expect("files")),
+            [d.join("pilot.srt")]
+        );
+        let error = subtitles(&[d.join("archive")], false).expect_err("only a subfolder");
+        assert!(error.to_string().contains("without --recursive"), "{error}");
+        let error = subtitles(&[d.join("empty")], true).expect_err("empty");
+        assert!(
+            error.to_string().ends_with("or its subdirectories"),
+            "{error}"
+        );
+        // A hidden directory named on the command line is taken.
+        assert_eq!(
+            paths(&subtitles(&[d.join(".git")], true).expect("named")),
+            [d.join(".git/ep01.srt")]
+        );
+        // Within one output directory a clash is still refused.
+        std::fs::write(d.join("Season 1/ep01.vtt"), "").expect("write");
+        let error = subtitles(&[d.to_path_buf()], true).expect_err("clash");
         assert!(error.to_string().contains("have the same name"), "{error}");
     }
 }

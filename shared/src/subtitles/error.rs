@@ -6,10 +6,10 @@ use thiserror::Error;
 /// 1-based line number (after any BOM) where the problem was found.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SubtitleError {
-    /// Not UTF-8 text: binary data, or text in another encoding.
+    /// Not text: binary data, or text in an encoding that could not be recognised.
     #[error(
-        "line {line}: not UTF-8 text (binary data, or a legacy encoding such as UTF-16 or \
-         Windows-1252; convert subtitles to UTF-8)"
+        "line {line}: not text (binary data, or an encoding that could not be recognised; \
+         convert the file to UTF-8)"
     )]
     NotText { line: usize },
     /// Text, but neither a WebVTT header nor an SRT cue where the first one was expected.

@@ -16,7 +16,8 @@
 //!    Cues whose text could not fit are reported, never truncated.
 //! 5. [`Subtitles::write`] writes the same format; [`Subtitles::write_as`] converts.
 //!
-//! Parsing then writing an untouched file gives back the same bytes: the model keeps the BOM, the
+//! Parsing then writing an untouched UTF-8 file gives back the same bytes (a file in another
+//! encoding is converted: UTF-8 with a BOM, otherwise the same): the model keeps the BOM, the
 //! line-ending style, identifier and timing lines as written, the WebVTT header and its NOTE,
 //! STYLE and REGION blocks in order, the blank lines between blocks and whether the file ends
 //! with a line break. (A file mixing line-ending styles is written with the first one it used.)
@@ -72,7 +73,7 @@ impl SubtitleFormat {
     /// Detects the format from the content: a `WEBVTT` first line, or an SRT cue (a number then a
     /// `-->` timing line, or a timing line alone).
     pub fn detect(bytes: &[u8]) -> Result<Self, SubtitleError> {
-        detect(&text::decode(bytes)?.lines)
+        detect(&text::decode(&text::source(bytes)?.text)?.lines)
     }
 
     /// The usual file extension, without the dot.
@@ -132,6 +133,8 @@ impl LineEnding {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subtitles {
     format: SubtitleFormat,
+    /// The encoding the file was converted from (`None`: UTF-8).
+    source_encoding: Option<&'static str>,
     bom: bool,
     line_ending: LineEnding,
     final_newline: bool,
@@ -202,20 +205,26 @@ impl Body {
 
 impl Subtitles {
     /// Parses SRT or WebVTT, detecting which from the content (see [`SubtitleFormat::detect`]).
-    /// Accepts a UTF-8 BOM and LF, CRLF or CR line endings.
+    /// Accepts a UTF-8 BOM and LF, CRLF or CR line endings. A file not in UTF-8 is converted
+    /// from UTF-16 or the legacy encoding detected ([`source_encoding`](Self::source_encoding)
+    /// says which), and is written back as UTF-8 with a BOM (the mark tells the Windows tools
+    /// that made such files that it is Unicode).
     pub fn parse(bytes: &[u8]) -> Result<Self, SubtitleError> {
-        let decoded = text::decode(bytes)?;
+        let source = text::source(bytes)?;
+        let decoded = text::decode(&source.text)?;
         let format = detect(&decoded.lines)?;
-        Self::from_decoded(decoded, format)
+        Self::from_decoded(decoded, source.encoding, format)
     }
 
     /// Parses `bytes` as `format`, without detection.
     pub fn parse_as(bytes: &[u8], format: SubtitleFormat) -> Result<Self, SubtitleError> {
-        Self::from_decoded(text::decode(bytes)?, format)
+        let source = text::source(bytes)?;
+        Self::from_decoded(text::decode(&source.text)?, source.encoding, format)
     }
 
     fn from_decoded(
         decoded: text::Decoded<'_>,
+        encoding: Option<&'static encoding_rs::Encoding>,
         format: SubtitleFormat,
     ) -> Result<Self, SubtitleError> {
         let body = match format {
@@ -224,7 +233,8 @@ impl Subtitles {
         };
         Ok(Self {
             format,
-            bom: decoded.bom,
+            source_encoding: encoding.map(|e| e.name()),
+            bom: decoded.bom || encoding.is_some(),
             line_ending: decoded.line_ending,
             final_newline: decoded.final_newline,
             body,
@@ -236,9 +246,16 @@ impl Subtitles {
         self.format
     }
 
-    /// Whether the file started with a UTF-8 byte order mark.
+    /// Whether the file is written with a UTF-8 byte order mark: it started with one, or it was
+    /// converted from another encoding.
     pub fn has_bom(&self) -> bool {
         self.bom
+    }
+
+    /// The encoding the file was converted from (`"windows-1252"`, `"UTF-16LE"`, ...; the
+    /// WHATWG name), or `None` when it was UTF-8.
+    pub fn source_encoding(&self) -> Option<&'static str> {
+        self.source_encoding
     }
 
     /// The file's line-ending style (the first one it used).
@@ -251,8 +268,8 @@ impl Subtitles {
         &self.body.cues
     }
 
-    /// Writes the subtitles in their own format. For a file as parsed, these are the bytes it was
-    /// parsed from.
+    /// Writes the subtitles in their own format. For a UTF-8 file as parsed, these are the bytes
+    /// it was parsed from.
     pub fn write(&self) -> Vec<u8> {
         let mut writer = Writer::new(self.bom, self.line_ending);
         for line in &self.body.leading {

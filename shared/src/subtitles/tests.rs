@@ -229,9 +229,10 @@ fn invalid_inputs_give_typed_errors_with_line_numbers() {
         Subtitles::parse(b"\n  \n"),
         Err(SubtitleError::NotSubtitles { line: 1 })
     );
+    // UTF-16 (a BOM, then "1"): text, but no subtitles.
     assert_eq!(
         Subtitles::parse(b"\xff\xfe1\x00"),
-        Err(SubtitleError::NotText { line: 1 })
+        Err(SubtitleError::NotSubtitles { line: 1 })
     );
 }
 
@@ -488,6 +489,38 @@ fn whole_cue_styling_survives_translation() {
 }
 
 #[test]
+fn files_in_legacy_encodings_and_utf16_are_converted_and_written_as_utf8() {
+    let utf8 = fixture("bom_crlf.srt");
+    let original = parse("bom_crlf.srt");
+    let text = std::str::from_utf8(&utf8[3..]).expect("utf-8 after the BOM");
+    let (windows_1252, _, lossy) = encoding_rs::WINDOWS_1252.encode(text);
+    assert!(!lossy);
+    let mut utf16 = vec![0xff, 0xfe];
+    utf16.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    for (bytes, encoding) in [
+        (windows_1252.into_owned(), "windows-1252"),
+        (utf16, "UTF-16LE"),
+    ] {
+        let converted = Subtitles::parse(&bytes).expect(encoding);
+        assert_eq!(converted.source_encoding(), Some(encoding));
+        assert_eq!(converted.cues(), original.cues(), "{encoding}");
+        assert_eq!(converted.cues()[0].plain_text(), "Bonjour, Madame Lefèvre.");
+        // Written as UTF-8 with a BOM: here, the bytes of the UTF-8 original.
+        assert_eq!(converted.write(), utf8, "{encoding}");
+        let translated = translate(&converted, str::to_uppercase).subtitles;
+        let written = translated.write_as(SubtitleFormat::Vtt);
+        assert!(
+            written.starts_with("\u{feff}WEBVTT".as_bytes()),
+            "{encoding}"
+        );
+        let reparsed = Subtitles::parse(&written).expect("reparse");
+        assert_eq!(reparsed.source_encoding(), None);
+        assert_eq!(reparsed.cues()[0].plain_text(), "BONJOUR, MADAME LEFÈVRE.");
+    }
+    assert_eq!(original.source_encoding(), None);
+}
+
+#[test]
 fn crlf_and_bom_survive_translation_and_conversion() {
     for name in ["bom_crlf.srt", "bom_crlf.vtt"] {
         let subtitles = parse(name);
@@ -638,7 +671,13 @@ fn mangled_input_never_panics() {
                 continue;
             };
             parsed += 1;
-            if !bytes.contains(&b'\r') {
+            // A cut inside the only non-ASCII character can leave bytes that read as a legacy
+            // encoding: converted, and written as UTF-8 with a BOM.
+            if subtitles.source_encoding().is_some() {
+                let written = subtitles.write();
+                assert!(written.starts_with("\u{feff}".as_bytes()), "{name}");
+                assert!(std::str::from_utf8(&written).is_ok(), "{name}");
+            } else if !bytes.contains(&b'\r') {
                 assert!(
                     subtitles.write() == bytes,
                     "{name}: {}",

@@ -1,5 +1,9 @@
 //! Bytes to lines and back, and text helpers the other submodules share.
 
+use std::borrow::Cow;
+
+use encoding_rs::{Encoding, UTF_8, UTF_16BE, UTF_16LE};
+
 use super::{LineEnding, SubtitleError};
 
 const BOM: char = '\u{feff}';
@@ -13,15 +17,113 @@ pub(super) struct Decoded<'a> {
     pub(super) final_newline: bool,
 }
 
-/// Decodes UTF-8 (with or without BOM) into lines. Invalid UTF-8 and control characters other
-/// than tab, form feed and line breaks are [`SubtitleError::NotText`].
-pub(super) fn decode(bytes: &[u8]) -> Result<Decoded<'_>, SubtitleError> {
-    let text = std::str::from_utf8(bytes).map_err(|error| SubtitleError::NotText {
-        line: line_at(bytes, error.valid_up_to()),
-    })?;
+/// A file's text, and the encoding it was converted from (`None`: it was UTF-8).
+#[derive(Debug)]
+pub(super) struct Source<'a> {
+    pub(super) text: Cow<'a, str>,
+    pub(super) encoding: Option<&'static Encoding>,
+}
+
+/// The file as text. UTF-8 is taken as it is. Otherwise it is converted from UTF-16 (with a BOM,
+/// or without one when every other byte of its start is zero, as in Latin-script text), or from
+/// the legacy encoding [`chardetng`] (Firefox's detector) finds most likely (Windows-1252 and the
+/// other Windows code pages, ISO-8859-*, KOI8, Shift_JIS, EUC-JP, EUC-KR, GBK, Big5): subtitles
+/// downloaded from the web are often in one. Bytes with control characters (binary data), or
+/// that the detected encoding cannot decode, are [`SubtitleError::NotText`] at the line where the
+/// file stops being UTF-8.
+pub(super) fn source(bytes: &[u8]) -> Result<Source<'_>, SubtitleError> {
+    // First UTF-16: by its BOM, or without one by its zero bytes (Latin-script UTF-16 without a
+    // BOM is valid UTF-8, with a NUL every other byte).
+    let utf16 = match Encoding::for_bom(bytes) {
+        Some((encoding, bom_length)) if encoding != UTF_8 => Some((encoding, bom_length)),
+        _ => bom_less_utf16(bytes).map(|encoding| (encoding, 0)),
+    };
+    if let Some((encoding, bom_length)) = utf16
+        && let Some(text) =
+            encoding.decode_without_bom_handling_and_without_replacement(&bytes[bom_length..])
+    {
+        return Ok(Source {
+            text: Cow::Owned(text.into_owned()),
+            encoding: Some(encoding),
+        });
+    }
+    let valid_up_to = match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            return Ok(Source {
+                text: Cow::Borrowed(text),
+                encoding: None,
+            });
+        }
+        Err(error) => error.valid_up_to(),
+    };
+    let not_text = || SubtitleError::NotText {
+        line: line_at(bytes, valid_up_to),
+    };
+    // A UTF-8 BOM or mostly UTF-8: a damaged or truncated UTF-8 file, which no legacy encoding
+    // would read right. Control bytes: binary data.
+    if bytes.starts_with(b"\xef\xbb\xbf")
+        || damaged_utf8(bytes)
+        || bytes.iter().any(|&b| is_binary(char::from(b)))
+    {
+        return Err(not_text());
+    }
+    // (ISO-2022-JP is 7-bit with escapes: refused above as control bytes.)
+    let mut detector = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Deny);
+    detector.feed(bytes, true);
+    let encoding = detector.guess(None, chardetng::Utf8Detection::Deny);
+    let text = encoding
+        .decode_without_bom_handling_and_without_replacement(bytes)
+        .ok_or_else(not_text)?;
+    Ok(Source {
+        text: Cow::Owned(text.into_owned()),
+        encoding: Some(encoding),
+    })
+}
+
+/// UTF-8 with a few broken sequences: at least four valid multi-byte characters per broken
+/// sequence. (Text in a legacy encoding holds hardly any valid UTF-8 sequence: its non-ASCII
+/// bytes are rarely followed by the continuation bytes UTF-8 needs.)
+fn damaged_utf8(bytes: &[u8]) -> bool {
+    let (mut valid, mut broken) = (0usize, 0usize);
+    for chunk in bytes.utf8_chunks() {
+        valid += chunk.valid().chars().filter(|c| c.len_utf8() > 1).count();
+        broken += usize::from(!chunk.invalid().is_empty());
+    }
+    valid > 0 && valid >= 4 * broken
+}
+
+/// UTF-16 without a BOM: in the first bytes every other byte is zero (the high bytes of Latin
+/// characters, digits and punctuation, which subtitles start with) and the others are not.
+fn bom_less_utf16(bytes: &[u8]) -> Option<&'static Encoding> {
+    let head = &bytes[..bytes.len().min(512) & !1];
+    if head.len() < 4 {
+        return None;
+    }
+    let zeros = |first: usize| {
+        head.iter()
+            .skip(first)
+            .step_by(2)
+            .filter(|&&b| b == 0)
+            .count()
+    };
+    let (even, odd, half) = (zeros(0), zeros(1), head.len() / 2);
+    let mostly = |n: usize| n * 10 >= half * 9;
+    let rarely = |n: usize| n * 10 <= half;
+    if mostly(odd) && rarely(even) {
+        Some(UTF_16LE)
+    } else if mostly(even) && rarely(odd) {
+        Some(UTF_16BE)
+    } else {
+        None
+    }
+}
+
+/// Splits text into lines. Control characters other than tab, form feed and line breaks are
+/// [`SubtitleError::NotText`]; a leading BOM is noted and dropped.
+pub(super) fn decode(text: &str) -> Result<Decoded<'_>, SubtitleError> {
     if let Some(offset) = text.find(is_binary) {
         return Err(SubtitleError::NotText {
-            line: line_at(bytes, offset),
+            line: line_at(text.as_bytes(), offset),
         });
     }
     let (bom, text) = text
@@ -185,12 +287,65 @@ mod tests {
     }
 
     #[test]
-    fn reports_the_line_of_invalid_utf8() {
+    fn reports_the_line_of_binary_data() {
+        let error = decode("hello\nworld\n\0\0\0").expect_err("binary");
+        assert_eq!(error, SubtitleError::NotText { line: 3 });
+        // Not UTF-8, and control bytes: where it stops being UTF-8.
         let error =
-            decode(b"1\r\n00:00:01,000 --> 00:00:02,000\r\nCaf\xe9\r\n").expect_err("latin-1");
+            source(b"1\n00:00:01,000 --> 00:00:02,000\nCaf\xe9\x01\x02\n").expect_err("binary");
         assert_eq!(error, SubtitleError::NotText { line: 3 });
-        let error = decode(b"hello\nworld\n\0\0\0").expect_err("binary");
-        assert_eq!(error, SubtitleError::NotText { line: 3 });
+        // Damaged UTF-8 is an error where it breaks, not a guess at another encoding.
+        let chinese = "1\n00:00:01,000 --> 00:00:03,000\n我们明天早上\n\n2\n00:00:03,100 --> 00:00:05,000\n去北京看长城。\n";
+        let bytes = chinese.as_bytes();
+        let cut = &bytes[..bytes.len() - 2];
+        assert_eq!(source(cut).err(), Some(SubtitleError::NotText { line: 7 }));
+        let mut corrupt = bytes.to_vec();
+        corrupt[40] = b'x';
+        assert_eq!(
+            source(&corrupt).err(),
+            Some(SubtitleError::NotText { line: 3 })
+        );
+    }
+
+    #[test]
+    fn converts_utf16_and_legacy_encodings() {
+        let text = "1\r\n00:00:01,000 --> 00:00:02,000\r\nÇa coûte cher, déjà ?\r\n";
+        let converted = |bytes: &[u8]| {
+            let source = source(bytes).expect("text");
+            (source.text.into_owned(), source.encoding.map(|e| e.name()))
+        };
+        let utf16 = |big_endian: bool| {
+            text.encode_utf16()
+                .flat_map(|u| {
+                    if big_endian {
+                        u.to_be_bytes()
+                    } else {
+                        u.to_le_bytes()
+                    }
+                })
+                .collect::<Vec<u8>>()
+        };
+        for (bom, big_endian, name) in [
+            (&b"\xff\xfe"[..], false, "UTF-16LE"),
+            (b"\xfe\xff", true, "UTF-16BE"),
+            (b"", false, "UTF-16LE"),
+            (b"", true, "UTF-16BE"),
+        ] {
+            let mut bytes = bom.to_vec();
+            bytes.extend(utf16(big_endian));
+            assert_eq!(converted(&bytes), (text.to_string(), Some(name)), "{name}");
+        }
+        let (latin1, _, _) = encoding_rs::WINDOWS_1252.encode(text);
+        assert_eq!(converted(&latin1), (text.to_string(), Some("windows-1252")));
+        let russian = "1\n00:00:01,000 --> 00:00:02,000\nПривет, как дела? Это субтитры.\n";
+        let (cp1251, _, _) = encoding_rs::WINDOWS_1251.encode(russian);
+        assert_eq!(
+            converted(&cp1251),
+            (russian.to_string(), Some("windows-1251"))
+        );
+        // UTF-8 stays borrowed, and says so.
+        let source = source(text.as_bytes()).expect("utf-8");
+        assert!(matches!(source.text, Cow::Borrowed(_)) && source.encoding.is_none());
     }
 
     #[test]
