@@ -1,5 +1,6 @@
 //! The browser client (`edge/static/`), compiled into the binary so a deployment is one file.
-//! Plain ES modules: no build step. `/` serves `index.html`.
+//! Plain ES modules: no build step. `/` serves `index.html` (live speech), `/files` `files.html`
+//! (subtitle and audio files through the job API).
 
 use axum::Router;
 use axum::extract::Path;
@@ -35,6 +36,21 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../static/capture-worklet.js"),
     ),
     (
+        "files.html",
+        "text/html; charset=utf-8",
+        include_str!("../static/files.html"),
+    ),
+    (
+        "files-app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../static/files-app.js"),
+    ),
+    (
+        "jobs.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../static/jobs.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_str!("../static/style.css"),
@@ -45,6 +61,7 @@ const FILES: &[(&str, &str, &str)] = &[
 pub fn router() -> Router {
     Router::new()
         .route("/", get(|| async { file("index.html") }))
+        .route("/files", get(|| async { file("files.html") }))
         .route(
             "/static/{name}",
             get(|Path(name): Path<String>| async move { file(&name) }),

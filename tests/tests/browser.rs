@@ -10,6 +10,7 @@ use fantoccini::{ClientBuilder, Locator};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use voxbridge_shared::eval::wer;
+use voxbridge_shared::subtitles::Subtitles;
 use voxbridge_tests::{
     TestEnv, audio_dir, free_port, reference_text, start_edge, start_mt_worker, start_stt_worker,
     wait_for,
@@ -26,6 +27,58 @@ impl Drop for Driver {
 
 fn chromedriver() -> String {
     std::env::var("VOXBRIDGE_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into())
+}
+
+/// Starts chromedriver and a headless Chromium session with `extra_args`.
+async fn chromium(extra_args: &[String]) -> (Driver, fantoccini::Client) {
+    let port = free_port();
+    let driver = Driver(
+        Command::new(chromedriver())
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("start chromedriver ({e}); scripts/setup installs chromium-driver")
+            }),
+    );
+    let webdriver = format!("http://127.0.0.1:{port}");
+    wait_for("chromedriver", Duration::from_secs(20), || {
+        let url = format!("{webdriver}/status");
+        async move { voxbridge_tests::http_get(&url).await.map(|_| ()) }
+    })
+    .await;
+    let mut args = vec![
+        "--headless=new".to_string(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-dev-shm-usage".into(),
+        "--disable-background-networking".into(),
+        "--window-size=1000,900".into(),
+    ];
+    args.extend_from_slice(extra_args);
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": std::env::var("VOXBRIDGE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "args": args,
+        }),
+    );
+    let http = hyper_util::client::legacy::connect::HttpConnector::new();
+    let browser = ClientBuilder::new(http)
+        .capabilities(caps)
+        .connect(&webdriver)
+        .await
+        .expect("a Chromium session");
+    (driver, browser)
+}
+
+fn save_screenshot(png: &[u8], name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/browser");
+    std::fs::create_dir_all(&dir).expect("reports dir");
+    std::fs::write(dir.join(name), png).expect("save screenshot");
+    println!("screenshot: {}", dir.join(name).display());
 }
 
 /// WER the page's transcript must reach. Looser than the STT suite's 10 % per file (which scores
@@ -46,46 +99,15 @@ async fn the_page_shows_the_transcript_of_a_microphone_in_chromium() {
     let _mt = start_mt_worker(&env, &[], shutdown.clone()).await;
     let edge = start_edge(&env, &[], shutdown.clone()).await;
 
-    let port = free_port();
-    let _driver = Driver(
-        Command::new(chromedriver())
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("start chromedriver ({e}); scripts/setup installs chromium-driver")
-            }),
-    );
-    let webdriver = format!("http://127.0.0.1:{port}");
-    wait_for("chromedriver", Duration::from_secs(20), || {
-        let url = format!("{webdriver}/status");
-        async move { voxbridge_tests::http_get(&url).await.map(|_| ()) }
-    })
-    .await;
-
     // Chromium refuses a capture file path with `..` in it: canonicalise.
     let wav = std::fs::canonicalize(audio_dir().join("jfk.wav")).expect("jfk.wav");
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": std::env::var("VOXBRIDGE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--window-size=1000,900",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                "--autoplay-policy=no-user-gesture-required",
-                format!("--use-file-for-fake-audio-capture={}", wav.display()),
-            ]
-        }),
-    );
-    let http = hyper_util::client::legacy::connect::HttpConnector::new();
-    let browser = ClientBuilder::new(http)
-        .capabilities(caps)
-        .connect(&webdriver)
-        .await
-        .expect("a Chromium session");
+    let (_driver, browser) = chromium(&[
+        "--use-fake-ui-for-media-stream".into(),
+        "--use-fake-device-for-media-stream".into(),
+        "--autoplay-policy=no-user-gesture-required".into(),
+        format!("--use-file-for-fake-audio-capture={}", wav.display()),
+    ])
+    .await;
 
     browser
         .goto(&format!("http://{}/?source=en&targets=vi", edge.addr))
@@ -163,11 +185,7 @@ async fn the_page_shows_the_transcript_of_a_microphone_in_chromium() {
         .at_most(Duration::from_secs(60))
         .for_element(Locator::Css("#transcript .translation[data-target=\"vi\"]"))
         .await;
-    let screenshot = browser.screenshot().await.expect("screenshot");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/browser");
-    std::fs::create_dir_all(&dir).expect("reports dir");
-    std::fs::write(dir.join("live.png"), &screenshot).expect("save screenshot");
-    println!("screenshot: {}", dir.join("live.png").display());
+    save_screenshot(&browser.screenshot().await.expect("screenshot"), "live.png");
 
     let events = browser
         .execute(
@@ -214,5 +232,150 @@ async fn the_page_shows_the_transcript_of_a_microphone_in_chromium() {
         events.as_u64().unwrap_or(0) > 2,
         "events seen by the page: {events}"
     );
+    shutdown.cancel();
+}
+
+/// The Files page: subtitle files chosen in the file picker are uploaded through `POST
+/// /v1/jobs`, followed to their end, and offered as downloads; a file that is not subtitles
+/// fails with its code on its own row; a file of another kind is left out before upload.
+#[tokio::test]
+async fn the_files_page_translates_subtitle_files_in_chromium() {
+    let env = TestEnv::new();
+    let shutdown = CancellationToken::new();
+    let _mt = start_mt_worker(&env, &[], shutdown.clone()).await;
+    let edge = start_edge(&env, &[], shutdown.clone()).await;
+    let folder = tempfile::tempdir().expect("tempdir");
+    let fixtures = voxbridge_tests::workspace_root().join("tests/fixtures/subtitles");
+    for name in ["film.srt", "lecture.vtt"] {
+        std::fs::copy(fixtures.join(name), folder.path().join(name)).expect("copy");
+    }
+    std::fs::write(folder.path().join("broken.srt"), b"These are my notes.\n").expect("write");
+    std::fs::write(folder.path().join("notes.txt"), b"not subtitles").expect("write");
+    let (_driver, browser) = chromium(&[]).await;
+
+    browser
+        .goto(&format!("http://{}/files?targets=vi", edge.addr))
+        .await
+        .expect("open the page");
+    browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("body[data-ready=\"true\"]"))
+        .await
+        .expect("the page loads its languages");
+    // WebDriver takes several files for one `<input type=file multiple>` as lines.
+    let paths: Vec<String> = ["film.srt", "lecture.vtt", "broken.srt", "notes.txt"]
+        .iter()
+        .map(|n| folder.path().join(n).display().to_string())
+        .collect();
+    browser
+        .find(Locator::Css("#files"))
+        .await
+        .expect("#files")
+        .send_keys(&paths.join("\n"))
+        .await
+        .expect("choose files");
+    let picked = browser
+        .find(Locator::Css("#picked"))
+        .await
+        .expect("#picked")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(picked.starts_with("3 files:"), "{picked}");
+    assert!(
+        picked.contains("Left out (not subtitles or audio): notes.txt"),
+        "{picked}"
+    );
+    browser
+        .find(Locator::Css("#submit"))
+        .await
+        .expect("#submit")
+        .click()
+        .await
+        .expect("submit");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut states = Vec::new();
+    while tokio::time::Instant::now() < deadline {
+        states.clear();
+        for row in browser
+            .find_all(Locator::Css("#jobs .job"))
+            .await
+            .expect("rows")
+        {
+            states.push(
+                row.attr("data-state")
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+            );
+        }
+        if states.len() == 3 && states.iter().all(|s| s == "succeeded" || s == "failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let _ = browser
+        .execute("window.scrollTo(0, document.body.scrollHeight)", vec![])
+        .await;
+    save_screenshot(
+        &browser.screenshot().await.expect("screenshot"),
+        "files.png",
+    );
+    assert_eq!(
+        states,
+        ["succeeded", "succeeded", "failed"],
+        "rows in upload order"
+    );
+    let failure = browser
+        .find(Locator::Css(
+            "#jobs .job[data-state=\"failed\"] .job-status",
+        ))
+        .await
+        .expect("the failed row")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        failure.starts_with("Failed: [invalid_subtitles] line 1:"),
+        "{failure}"
+    );
+
+    // Every download link gives the translated file, with the original's cues.
+    let mut downloaded = Vec::new();
+    for link in browser
+        .find_all(Locator::Css("#jobs .job a"))
+        .await
+        .expect("links")
+    {
+        let href = link.attr("href").await.ok().flatten().expect("href");
+        let name = link
+            .attr("download")
+            .await
+            .ok()
+            .flatten()
+            .expect("download");
+        let (status, body) = voxbridge_tests::http_get(&href).await.expect("download");
+        assert_eq!(status, 200, "{href}: {body}");
+        downloaded.push((name, body));
+    }
+    browser.close().await.expect("close browser");
+    let names: Vec<&str> = downloaded.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["film.vi.srt", "lecture.vi.vtt"]);
+    for ((_, body), original) in downloaded.iter().zip(["film.srt", "lecture.vtt"]) {
+        let original = Subtitles::parse(&std::fs::read(fixtures.join(original)).expect("read"))
+            .expect("parse the original");
+        let translated = Subtitles::parse(body.as_bytes()).expect("a subtitle file");
+        assert_eq!(translated.format(), original.format());
+        let timings = |s: &Subtitles| -> Vec<(u64, u64)> {
+            s.cues()
+                .iter()
+                .map(|c| (c.start_ms(), c.end_ms()))
+                .collect()
+        };
+        assert_eq!(timings(&translated), timings(&original));
+    }
     shutdown.cancel();
 }
