@@ -16,13 +16,13 @@ import {
   jobFields,
   jobHeaders,
   pickFiles,
+  pollDelayMs,
   resultLinks,
   submitError,
 } from './jobs.js';
 
 const API_KEY_STORAGE = 'voxbridge.apiKey';
 const TARGETS_STORAGE = 'voxbridge.fileTargets';
-const POLL_MS = 1000;
 const LANGUAGES_TIMEOUT_MS = 4000;
 
 const $ = (id) => document.getElementById(id);
@@ -46,6 +46,7 @@ const els = {
 let languages = FALLBACK_LANGUAGES;
 let chosen = []; // File objects picked or dropped
 let selectedTargets = [];
+let following = 0; // jobs being polled
 // Test and debugging hook: every job the page follows, by row.
 const vb = (window.voxbridgeFiles = { jobs: [] });
 
@@ -215,8 +216,9 @@ async function follow(row, view, apiKey) {
   vb.jobs.push(job);
   showJob(row, view, apiKey);
   let failures = 0;
+  following += 1;
   while (!isFinished(job.view)) {
-    await new Promise((r) => setTimeout(r, POLL_MS));
+    await new Promise((r) => setTimeout(r, pollDelayMs(following)));
     try {
       const res = await fetch(apiUrl(`v1/jobs/${encodeURIComponent(view.id)}`, location.href), {
         headers: jobHeaders(apiKey),
@@ -231,6 +233,7 @@ async function follow(row, view, apiKey) {
       if (failures >= 3) row.status.textContent = `${describeJob(job.view)} — server unreachable, retrying (${e.message})`;
     }
   }
+  following -= 1;
 }
 
 async function submitAll(e) {

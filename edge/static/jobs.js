@@ -60,6 +60,15 @@ export function jobHeaders(apiKey) {
   return headers;
 }
 
+/**
+ * How long a job's poller waits between two `GET /v1/jobs/{id}`: a second, stretched so that all
+ * `following` jobs together ask at most `perSecond` times a second (a dropped folder of 200
+ * files must not send the server 200 requests a second).
+ */
+export function pollDelayMs(following, perSecond = 10) {
+  return Math.max(1000, Math.ceil((1000 * Math.max(1, following)) / perSecond));
+}
+
 /** Whether a job view (`GET /v1/jobs/{id}`) is in an end state. */
 export function isFinished(view) {
   return !!view && (view.state === 'succeeded' || view.state === 'failed');

@@ -10,6 +10,7 @@ import {
   jobFields,
   jobHeaders,
   pickFiles,
+  pollDelayMs,
   resultLinks,
   submitError,
 } from '../jobs.js';
@@ -89,4 +90,12 @@ test('a refused submission says why', () => {
   assert.equal(submitError(413, { error: { code: 'file_too_large', message: 'the file is 3 bytes' } }), '[file_too_large] the file is 3 bytes');
   assert.equal(submitError(401, { error: 'unauthorized' }), 'unauthorized');
   assert.equal(submitError(502, null), 'HTTP 502');
+});
+
+test('all the jobs of a big folder poll at most ten times a second together', () => {
+  assert.equal(pollDelayMs(1), 1000);
+  assert.equal(pollDelayMs(10), 1000);
+  assert.equal(pollDelayMs(25), 2500);
+  assert.equal(pollDelayMs(200), 20000);
+  assert.equal(pollDelayMs(0), 1000);
 });
