@@ -14,6 +14,11 @@
 //! - `GET /v1/jobs/{id}` — one job: state, progress, message, error, results.
 //! - `GET /v1/jobs/{id}/result?lang=vi` — a result file (`lang` may be left out when the job
 //!   has one result; for an audio job the source language gives the transcript).
+//! - `GET /v1/jobs/results.zip?ids=ID,ID,…` — every result file of the succeeded jobs among up to
+//!   [`MAX_ZIP_JOBS`] jobs, in one ZIP archive (a folder's worth of translations in one
+//!   download). Jobs not (yet) succeeded, or unknown, are left out and counted in the
+//!   `X-Voxbridge-Skipped-Jobs` header; two results with one file name get ` (2)`, ` (3)`, … .
+//!   404 when no job has a result; 413 past [`MAX_ZIP_BYTES`] of results.
 //!
 //! When the edge has API keys (`--api-keys`), every job route needs one, as
 //! `Authorization: Bearer <key>` or `?api_key=<key>` (401 `unauthorized` otherwise): jobs store
@@ -54,6 +59,7 @@ pub fn router(state: JobsState) -> Router {
             post(submit).layer(DefaultBodyLimit::max(body_limit)),
         )
         .route("/v1/jobs", get(list))
+        .route("/v1/jobs/results.zip", get(results_zip))
         .route("/v1/jobs/{id}", get(show))
         .route("/v1/jobs/{id}/result", get(result))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -406,4 +412,154 @@ async fn result_inner(
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     Ok(response)
+}
+
+/// At most this many jobs in one `results.zip`.
+pub const MAX_ZIP_JOBS: usize = 1000;
+/// At most this many bytes of result files in one `results.zip` (it is built in memory).
+pub const MAX_ZIP_BYTES: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+struct ZipQuery {
+    #[serde(default)]
+    ids: String,
+}
+
+async fn results_zip(State(state): State<JobsState>, Query(query): Query<ZipQuery>) -> Response {
+    match results_zip_inner(&state, &query.ids).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn results_zip_inner(state: &JobsState, ids: &str) -> Result<Response, ApiError> {
+    let mut wanted: Vec<JobId> = Vec::new();
+    for id in ids.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let id = parse_id(id)?;
+        if !wanted.contains(&id) {
+            wanted.push(id);
+        }
+    }
+    if wanted.is_empty() {
+        return Err(ApiError::InvalidRequest(
+            "no job ids: ?ids=ID,ID,… (comma-separated)".into(),
+        ));
+    }
+    if wanted.len() > MAX_ZIP_JOBS {
+        return Err(ApiError::InvalidRequest(format!(
+            "{} jobs in one archive; the limit is {MAX_ZIP_JOBS}",
+            wanted.len()
+        )));
+    }
+    let mut files: Vec<(String, bytes::Bytes)> = Vec::new();
+    let (mut skipped, mut total) = (0usize, 0usize);
+    for id in &wanted {
+        let status = match state.store.status(id).await.map_err(job_error)? {
+            Some(status) if status.state == JobState::Succeeded => status,
+            _ => {
+                skipped += 1;
+                continue;
+            }
+        };
+        for result in &status.results {
+            let Some(bytes) = state
+                .store
+                .get_file(&result.object, MAX_ZIP_BYTES)
+                .await
+                .map_err(job_error)?
+            else {
+                continue; // expired meanwhile
+            };
+            total += bytes.len();
+            if total > MAX_ZIP_BYTES {
+                return Err(ApiError::FileTooLarge {
+                    size: total,
+                    limit: MAX_ZIP_BYTES,
+                });
+            }
+            files.push((result.file_name.clone(), bytes));
+        }
+    }
+    if files.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "none of the {} jobs has results (yet)",
+            wanted.len()
+        )));
+    }
+    let archive = tokio::task::spawn_blocking(move || zip_files(&files))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("building the archive: {e}")))?
+        .map_err(|e| ApiError::Unavailable(format!("building the archive: {e}")))?;
+    let mut response = (StatusCode::OK, archive).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/zip"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"voxbridge-results.zip\""),
+    );
+    headers.insert("x-voxbridge-skipped-jobs", HeaderValue::from(skipped));
+    Ok(response)
+}
+
+/// A ZIP archive (deflate) of `(name, content)`; a name met again gets ` (2)`, ` (3)`, … before
+/// its extension.
+fn zip_files(files: &[(String, bytes::Bytes)]) -> zip::result::ZipResult<Vec<u8>> {
+    use std::io::Write;
+    let mut archive = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    let mut used = std::collections::HashSet::new();
+    for (name, bytes) in files {
+        let unique = unique_name(&mut used, name);
+        archive.start_file(unique, options)?;
+        archive.write_all(bytes)?;
+    }
+    Ok(archive.finish()?.into_inner())
+}
+
+fn unique_name(used: &mut std::collections::HashSet<String>, name: &str) -> String {
+    let (stem, extension) = match name.rfind('.') {
+        Some(dot) if dot > 0 => name.split_at(dot),
+        _ => (name, ""),
+    };
+    let mut candidate = name.to_string();
+    let mut n = 1;
+    while !used.insert(candidate.clone()) {
+        n += 1;
+        candidate = format!("{stem} ({n}){extension}");
+    }
+    candidate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_met_again_is_numbered_before_its_extension() {
+        let mut used = std::collections::HashSet::new();
+        let names: Vec<String> = [
+            "film.vi.srt",
+            "film.vi.srt",
+            "film.vi.srt",
+            "README",
+            "README",
+        ]
+        .iter()
+        .map(|n| unique_name(&mut used, n))
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "film.vi.srt",
+                "film.vi (2).srt",
+                "film.vi (3).srt",
+                "README",
+                "README (2)"
+            ]
+        );
+    }
 }

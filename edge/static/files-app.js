@@ -19,6 +19,7 @@ import {
   pollDelayMs,
   resultLinks,
   submitError,
+  zipLinks,
 } from './jobs.js';
 
 const API_KEY_STORAGE = 'voxbridge.apiKey';
@@ -41,6 +42,7 @@ const els = {
   notice: $('form-notice'),
   jobs: $('jobs'),
   jobsEmpty: $('jobs-empty'),
+  downloadAll: $('download-all'),
 };
 
 let languages = FALLBACK_LANGUAGES;
@@ -234,6 +236,24 @@ async function follow(row, view, apiKey) {
     }
   }
   following -= 1;
+  showDownloadAll(apiKey);
+}
+
+/** "Download all" once two or more jobs have succeeded. */
+function showDownloadAll(apiKey) {
+  const ids = vb.jobs.filter((j) => j.view && j.view.state === 'succeeded').map((j) => j.id);
+  const links = zipLinks(ids, location.href, apiKey);
+  els.downloadAll.textContent = '';
+  for (const l of links) {
+    const a = document.createElement('a');
+    a.href = l.href;
+    a.download = l.fileName;
+    a.textContent = l.label;
+    const item = document.createElement('li');
+    item.append(a);
+    els.downloadAll.append(item);
+  }
+  els.downloadAll.hidden = !links.length;
 }
 
 async function submitAll(e) {

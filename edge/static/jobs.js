@@ -114,6 +114,33 @@ export function resultLinks(view, pageHref, apiKey = '') {
   });
 }
 
+/** Jobs in one `results.zip` link (the server takes up to 1000; links stay short). */
+export const ZIP_JOBS_PER_LINK = 200;
+
+/**
+ * "Download all" links for the succeeded jobs `ids`: one `v1/jobs/results.zip?ids=…` link per
+ * `perLink` jobs, with the API key in the query (a link carries no header). None for fewer than
+ * two jobs (the job's own links do).
+ */
+export function zipLinks(ids, pageHref, apiKey = '', perLink = ZIP_JOBS_PER_LINK) {
+  if (!Array.isArray(ids) || ids.length < 2) return [];
+  const parts = Math.ceil(ids.length / perLink);
+  const links = [];
+  for (let i = 0; i < parts; i += 1) {
+    const chunk = ids.slice(i * perLink, (i + 1) * perLink);
+    const url = new URL(apiUrl('v1/jobs/results.zip', pageHref));
+    url.searchParams.set('ids', chunk.join(','));
+    if (apiKey) url.searchParams.set('api_key', apiKey);
+    const what = `${chunk.length} files' results`;
+    links.push({
+      href: url.toString(),
+      fileName: parts > 1 ? `voxbridge-results-${i + 1}.zip` : 'voxbridge-results.zip',
+      label: parts > 1 ? `Download all (.zip, part ${i + 1} of ${parts}: ${what})` : `Download all (.zip: ${what})`,
+    });
+  }
+  return links;
+}
+
 /** The error of a refused submission (`{"error": {"code", "message"}}`), or the HTTP status. */
 export function submitError(status, body) {
   const e = body && body.error;

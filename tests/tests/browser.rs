@@ -361,7 +361,65 @@ async fn the_files_page_translates_subtitle_files_in_chromium() {
         assert_eq!(status, 200, "{href}: {body}");
         downloaded.push((name, body));
     }
+    // "Download all": one archive of both results.
+    let zip_href = browser
+        .find(Locator::Css("#download-all a"))
+        .await
+        .expect("a download-all link")
+        .attr("href")
+        .await
+        .ok()
+        .flatten()
+        .expect("href");
+    let failed_id = browser
+        .find(Locator::Css("#jobs .job[data-state=\"failed\"]"))
+        .await
+        .expect("the failed row")
+        .attr("data-job")
+        .await
+        .ok()
+        .flatten()
+        .expect("its job id");
     browser.close().await.expect("close browser");
+    let archive = reqwest::get(&zip_href).await.expect("GET results.zip");
+    assert_eq!(archive.status(), 200);
+    assert_eq!(
+        archive.headers()["content-type"],
+        "application/zip",
+        "{zip_href}"
+    );
+    let archive = archive.bytes().await.expect("the archive");
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(archive)).expect("a ZIP file");
+    let mut in_zip = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).expect("an entry");
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut body).expect("read the entry");
+        let name = entry.name().expect("an entry name").to_string();
+        in_zip.push((name, body));
+    }
+    assert_eq!(
+        in_zip, downloaded,
+        "the archive holds the files the links give"
+    );
+    // The same archive asked for with the failed job too: it is left out, and counted.
+    let base = format!("http://{}/v1/jobs/results.zip", edge.addr);
+    let ids = url_param(&zip_href, "ids");
+    let with_failed = reqwest::get(format!("{base}?ids={ids},{failed_id}"))
+        .await
+        .expect("GET");
+    assert_eq!(with_failed.status(), 200);
+    assert_eq!(with_failed.headers()["x-voxbridge-skipped-jobs"], "1");
+    for (query, status, code) in [
+        ("", 400, "invalid_request"),
+        ("?ids=not-an-id", 400, "invalid_request"),
+        ("?ids=01ARZ3NDEKTSV4RRFFQ69G5FAV", 404, "not_found"),
+    ] {
+        let response = reqwest::get(format!("{base}{query}")).await.expect("GET");
+        assert_eq!(response.status().as_u16(), status, "{query}");
+        let body: serde_json::Value = response.json().await.expect("a JSON error");
+        assert_eq!(body["error"]["code"], code, "{query}: {body}");
+    }
     let names: Vec<&str> = downloaded.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["film.vi.srt", "lecture.vi.vtt"]);
     for ((_, body), original) in downloaded.iter().zip(["film.srt", "lecture.vtt"]) {
@@ -378,4 +436,14 @@ async fn the_files_page_translates_subtitle_files_in_chromium() {
         assert_eq!(timings(&translated), timings(&original));
     }
     shutdown.cancel();
+}
+
+/// The value of query parameter `name` in `href`.
+fn url_param(href: &str, name: &str) -> String {
+    reqwest::Url::parse(href)
+        .expect("a URL")
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }

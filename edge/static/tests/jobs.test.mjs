@@ -13,6 +13,7 @@ import {
   pollDelayMs,
   resultLinks,
   submitError,
+  zipLinks,
 } from '../jobs.js';
 
 test('file kinds come from the extension, in any case', () => {
@@ -98,4 +99,18 @@ test('all the jobs of a big folder poll at most ten times a second together', ()
   assert.equal(pollDelayMs(25), 2500);
   assert.equal(pollDelayMs(200), 20000);
   assert.equal(pollDelayMs(0), 1000);
+});
+
+test('download-all links take the succeeded jobs, a few hundred per archive', () => {
+  assert.deepEqual(zipLinks(['A'], 'http://h/files'), []);
+  const [one] = zipLinks(['A', 'B'], 'http://h/files', 'k');
+  assert.equal(one.href, 'http://h/v1/jobs/results.zip?ids=A%2CB&api_key=k');
+  assert.equal(one.fileName, 'voxbridge-results.zip');
+  assert.equal(one.label, "Download all (.zip: 2 files' results)");
+  const ids = Array.from({ length: 450 }, (_, i) => `J${i}`);
+  const parts = zipLinks(ids, 'http://h/static/files.html');
+  assert.equal(parts.length, 3);
+  assert.equal(new URL(parts[2].href).searchParams.get('ids').split(',').length, 50);
+  assert.equal(parts[0].label, "Download all (.zip, part 1 of 3: 200 files' results)");
+  assert.ok(parts[0].href.startsWith('http://h/v1/jobs/results.zip?'));
 });
