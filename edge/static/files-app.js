@@ -296,7 +296,8 @@ els.targetList.addEventListener('change', updateTargets);
 els.targetFilter.addEventListener('input', applyFilter);
 els.form.addEventListener('submit', submitAll);
 
-// Drag and drop: files, or a folder's files (one level, through the entries API).
+// Drag and drop: files, or a folder's files and its subfolders' (through the entries API;
+// hidden folders are skipped as hidden files are).
 async function droppedFiles(dataTransfer) {
   const entries = [...dataTransfer.items]
     .map((i) => (i.webkitGetAsEntry ? i.webkitGetAsEntry() : null))
@@ -311,14 +312,14 @@ async function droppedFiles(dataTransfer) {
         reader.readEntries((batch) => (batch.length ? (all.push(...batch), next()) : resolve(all)), () => resolve(all));
       next();
     });
-  for (const entry of entries) {
+  const walk = async (entry, top) => {
+    if (!top && entry.name.startsWith('.')) return;
     if (entry.isFile) out.push(await fileOf(entry));
     else if (entry.isDirectory) {
-      for (const child of await readAll(entry.createReader())) {
-        if (child.isFile) out.push(await fileOf(child));
-      }
+      for (const child of await readAll(entry.createReader())) await walk(child, false);
     }
-  }
+  };
+  for (const entry of entries) await walk(entry, true);
   return out.filter(Boolean);
 }
 
