@@ -144,6 +144,9 @@ export function zipLinks(ids, pageHref, apiKey = '', perLink = ZIP_JOBS_PER_LINK
 /** The error of a refused submission (`{"error": {"code", "message"}}`), or the HTTP status. */
 export function submitError(status, body) {
   const e = body && body.error;
+  if (e && typeof e === 'object' && e.code === 'unauthorized') {
+    return `[unauthorized] ${e.message || ''} — enter this server's API key in the form`;
+  }
   if (e && typeof e === 'object') return `[${e.code || status}] ${e.message || ''}`.trim();
   if (typeof e === 'string') return e;
   return `HTTP ${status}`;

@@ -235,15 +235,17 @@ async fn the_page_shows_the_transcript_of_a_microphone_in_chromium() {
     shutdown.cancel();
 }
 
-/// The Files page: subtitle files chosen in the file picker are uploaded through `POST
-/// /v1/jobs`, followed to their end, and offered as downloads; a file that is not subtitles
-/// fails with its code on its own row; a file of another kind is left out before upload.
+/// The Files page, against an edge that needs an API key: without the key a submission is
+/// refused on its row; with it, subtitle files chosen in the file picker are uploaded through
+/// `POST /v1/jobs`, followed to their end, and offered as downloads (the key in the links); a
+/// file that is not subtitles fails with its code on its own row; a file of another kind is
+/// left out before upload.
 #[tokio::test]
 async fn the_files_page_translates_subtitle_files_in_chromium() {
     let env = TestEnv::new();
     let shutdown = CancellationToken::new();
     let _mt = start_mt_worker(&env, &[], shutdown.clone()).await;
-    let edge = start_edge(&env, &[], shutdown.clone()).await;
+    let edge = start_edge(&env, &["--api-keys", "k1"], shutdown.clone()).await;
     let folder = tempfile::tempdir().expect("tempdir");
     let fixtures = voxbridge_tests::workspace_root().join("tests/fixtures/subtitles");
     for name in ["film.srt", "lecture.vtt"] {
@@ -263,37 +265,65 @@ async fn the_files_page_translates_subtitle_files_in_chromium() {
         .for_element(Locator::Css("body[data-ready=\"true\"]"))
         .await
         .expect("the page loads its languages");
-    // WebDriver takes several files for one `<input type=file multiple>` as lines.
-    let paths: Vec<String> = ["film.srt", "lecture.vtt", "broken.srt", "notes.txt"]
-        .iter()
-        .map(|n| folder.path().join(n).display().to_string())
-        .collect();
-    browser
-        .find(Locator::Css("#files"))
+    let choose_and_submit = async |names: &[&str]| {
+        // WebDriver takes several files for one `<input type=file multiple>` as lines.
+        let paths: Vec<String> = names
+            .iter()
+            .map(|n| folder.path().join(n).display().to_string())
+            .collect();
+        browser
+            .find(Locator::Css("#files"))
+            .await
+            .expect("#files")
+            .send_keys(&paths.join("\n"))
+            .await
+            .expect("choose files");
+        let picked = browser
+            .find(Locator::Css("#picked"))
+            .await
+            .expect("#picked")
+            .text()
+            .await
+            .unwrap_or_default();
+        browser
+            .find(Locator::Css("#submit"))
+            .await
+            .expect("#submit")
+            .click()
+            .await
+            .expect("submit");
+        picked
+    };
+    // Without the key: refused, on the file's row.
+    choose_and_submit(&["film.srt"]).await;
+    let refused = browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(
+            "#jobs .job[data-state=\"failed\"] .job-status",
+        ))
         .await
-        .expect("#files")
-        .send_keys(&paths.join("\n"))
-        .await
-        .expect("choose files");
-    let picked = browser
-        .find(Locator::Css("#picked"))
-        .await
-        .expect("#picked")
+        .expect("the refused row")
         .text()
         .await
         .unwrap_or_default();
+    assert!(
+        refused.starts_with("Not submitted: [unauthorized]"),
+        "{refused}"
+    );
+    browser
+        .find(Locator::Css("#api-key"))
+        .await
+        .expect("#api-key")
+        .send_keys("k1")
+        .await
+        .expect("type the key");
+    let picked = choose_and_submit(&["film.srt", "lecture.vtt", "broken.srt", "notes.txt"]).await;
     assert!(picked.starts_with("3 files:"), "{picked}");
     assert!(
         picked.contains("Left out (not subtitles or audio): notes.txt"),
         "{picked}"
     );
-    browser
-        .find(Locator::Css("#submit"))
-        .await
-        .expect("#submit")
-        .click()
-        .await
-        .expect("submit");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let mut states = Vec::new();
@@ -312,7 +342,7 @@ async fn the_files_page_translates_subtitle_files_in_chromium() {
                     .unwrap_or_default(),
             );
         }
-        if states.len() == 3 && states.iter().all(|s| s == "succeeded" || s == "failed") {
+        if states.len() == 4 && states.iter().all(|s| s == "succeeded" || s == "failed") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -326,13 +356,11 @@ async fn the_files_page_translates_subtitle_files_in_chromium() {
     );
     assert_eq!(
         states,
-        ["succeeded", "succeeded", "failed"],
+        ["failed", "succeeded", "succeeded", "failed"],
         "rows in upload order"
     );
     let failure = browser
-        .find(Locator::Css(
-            "#jobs .job[data-state=\"failed\"] .job-status",
-        ))
+        .find(Locator::Css("#jobs .job:nth-child(4) .job-status"))
         .await
         .expect("the failed row")
         .text()
@@ -372,7 +400,7 @@ async fn the_files_page_translates_subtitle_files_in_chromium() {
         .flatten()
         .expect("href");
     let failed_id = browser
-        .find(Locator::Css("#jobs .job[data-state=\"failed\"]"))
+        .find(Locator::Css("#jobs .job:nth-child(4)"))
         .await
         .expect("the failed row")
         .attr("data-job")
@@ -405,15 +433,20 @@ async fn the_files_page_translates_subtitle_files_in_chromium() {
     // The same archive asked for with the failed job too: it is left out, and counted.
     let base = format!("http://{}/v1/jobs/results.zip", edge.addr);
     let ids = url_param(&zip_href, "ids");
-    let with_failed = reqwest::get(format!("{base}?ids={ids},{failed_id}"))
+    let with_failed = reqwest::get(format!("{base}?ids={ids},{failed_id}&api_key=k1"))
         .await
         .expect("GET");
     assert_eq!(with_failed.status(), 200);
     assert_eq!(with_failed.headers()["x-voxbridge-skipped-jobs"], "1");
     for (query, status, code) in [
-        ("", 400, "invalid_request"),
-        ("?ids=not-an-id", 400, "invalid_request"),
-        ("?ids=01ARZ3NDEKTSV4RRFFQ69G5FAV", 404, "not_found"),
+        ("?api_key=k1", 400, "invalid_request"),
+        ("?api_key=k1&ids=not-an-id", 400, "invalid_request"),
+        (
+            "?api_key=k1&ids=01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            404,
+            "not_found",
+        ),
+        ("?ids=01ARZ3NDEKTSV4RRFFQ69G5FAV", 401, "unauthorized"),
     ] {
         let response = reqwest::get(format!("{base}{query}")).await.expect("GET");
         assert_eq!(response.status().as_u16(), status, "{query}");

@@ -90,6 +90,10 @@ test('result links are relative to the page, transcript first, with the key in t
 test('a refused submission says why', () => {
   assert.equal(submitError(413, { error: { code: 'file_too_large', message: 'the file is 3 bytes' } }), '[file_too_large] the file is 3 bytes');
   assert.equal(submitError(401, { error: 'unauthorized' }), 'unauthorized');
+  assert.equal(
+    submitError(401, { error: { code: 'unauthorized', message: 'unknown API key' } }),
+    "[unauthorized] unknown API key — enter this server's API key in the form",
+  );
   assert.equal(submitError(502, null), 'HTTP 502');
 });
 
