@@ -18,7 +18,8 @@
 //!   [`MAX_ZIP_JOBS`] jobs, in one ZIP archive (a folder's worth of translations in one
 //!   download). Jobs not (yet) succeeded, or unknown, are left out and counted in the
 //!   `X-Voxbridge-Skipped-Jobs` header; two results with one file name get ` (2)`, ` (3)`, … .
-//!   404 when no job has a result; 413 past [`MAX_ZIP_BYTES`] of results.
+//!   404 when no job has a result; 413 past [`MAX_ZIP_BYTES`] of results; 503 with
+//!   `Retry-After` while [`MAX_ZIP_BUILDS`] other archives are being built.
 //!
 //! When the edge has API keys (`--api-keys`), every job route needs one, as
 //! `Authorization: Bearer <key>` or `?api_key=<key>` (401 `unauthorized` otherwise): jobs store
@@ -47,6 +48,8 @@ pub struct JobsState {
     pub api_keys: std::sync::Arc<std::collections::HashSet<String>>,
     pub max_bytes: usize,
     pub max_targets: usize,
+    /// `results.zip` archives being built (each held in memory): at most [`MAX_ZIP_BUILDS`].
+    pub zip_builds: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// The job routes.
@@ -418,6 +421,9 @@ async fn result_inner(
 pub const MAX_ZIP_JOBS: usize = 1000;
 /// At most this many bytes of result files in one `results.zip` (it is built in memory).
 pub const MAX_ZIP_BYTES: usize = 256 * 1024 * 1024;
+/// At most this many `results.zip` archives built at once per edge (so at most this many times
+/// [`MAX_ZIP_BYTES`] in memory); another request meanwhile gets 503 with `Retry-After`.
+pub const MAX_ZIP_BUILDS: usize = 2;
 
 #[derive(Debug, Deserialize)]
 struct ZipQuery {
@@ -451,6 +457,11 @@ async fn results_zip_inner(state: &JobsState, ids: &str) -> Result<Response, Api
             wanted.len()
         )));
     }
+    let _building = state.zip_builds.clone().try_acquire_owned().map_err(|_| {
+        ApiError::Unavailable(format!(
+            "{MAX_ZIP_BUILDS} archives are being built; retry in a moment"
+        ))
+    })?;
     let mut files: Vec<(String, bytes::Bytes)> = Vec::new();
     let (mut skipped, mut total) = (0usize, 0usize);
     for id in &wanted {

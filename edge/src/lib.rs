@@ -202,6 +202,7 @@ pub async fn start(
         ),
         max_bytes: config.max_job_bytes,
         max_targets: config.max_targets,
+        zip_builds: std::sync::Arc::new(tokio::sync::Semaphore::new(jobs_api::MAX_ZIP_BUILDS)),
     };
     let app = routes::router(state)
         .merge(jobs_api::router(jobs))
