@@ -532,10 +532,8 @@ fn zip_files(files: &[(String, bytes::Bytes)]) -> zip::result::ZipResult<Vec<u8>
 }
 
 fn unique_name(used: &mut std::collections::HashSet<String>, name: &str) -> String {
-    let (stem, extension) = match name.rfind('.') {
-        Some(dot) if dot > 0 => name.split_at(dot),
-        _ => (name, ""),
-    };
+    let stem = voxbridge_shared::jobs::file_stem(name);
+    let extension = &name[stem.len()..];
     let mut candidate = name.to_string();
     let mut n = 1;
     while !used.insert(candidate.clone()) {

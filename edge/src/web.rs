@@ -46,6 +46,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../static/files-app.js"),
     ),
     (
+        "pickers.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../static/pickers.js"),
+    ),
+    (
         "jobs.js",
         "text/javascript; charset=utf-8",
         include_str!("../static/jobs.js"),

@@ -6,7 +6,6 @@ import {
   CHUNK_SAMPLES,
   FALLBACK_LANGUAGES,
   SAMPLE_RATE,
-  apiUrl,
   applyEvent,
   backoffDelay,
   closeAction,
@@ -17,12 +16,12 @@ import {
   listenLink,
   liveUrl,
   orderLanguages,
-  parseLanguages,
   parseQuery,
   splitFrames,
   startFrame,
 } from './protocol.js';
 import { meterValue } from './pcm.js';
+import { fetchLanguages, filterTargetList, renderTargetList } from './pickers.js';
 
 const API_KEY_STORAGE = 'voxbridge.apiKey';
 const SELECTION_STORAGE = 'voxbridge.selection';
@@ -174,34 +173,17 @@ function renderPickers() {
   }
   src.value = selection.source;
 
-  const list = els.targetList;
-  list.textContent = '';
   const shown = orderLanguages(languages, selection.targets);
   for (const t of selection.targets) {
     if (!findLanguage(t, languages)) shown.unshift({ code: t, name: t, flores: '' });
   }
-  for (const l of shown) {
-    const label = document.createElement('label');
-    const box = document.createElement('input');
-    box.type = 'checkbox';
-    box.name = 'target';
-    box.value = l.code;
-    box.checked = selection.targets.includes(l.code);
-    label.dataset.search = `${l.name} ${l.code} ${l.flores}`.toLowerCase();
-    label.append(box, document.createTextNode(` ${l.name}`));
-    label.title = l.code;
-    list.append(label);
-  }
+  renderTargetList(els.targetList, shown, selection.targets);
   applyFilter();
   updateTargetsSummary();
 }
 
 function applyFilter() {
-  const q = els.targetFilter.value.trim().toLowerCase();
-  for (const label of els.targetList.children) {
-    const box = label.querySelector('input');
-    label.hidden = !!q && !label.dataset.search.includes(q) && !box.checked;
-  }
+  filterTargetList(els.targetList, els.targetFilter.value);
 }
 
 function updateTargetsSummary() {
@@ -211,18 +193,8 @@ function updateTargetsSummary() {
 }
 
 async function loadLanguages() {
-  const ctl = new AbortController();
-  const timer = setTimeout(() => ctl.abort(), LANGUAGES_TIMEOUT_MS);
-  try {
-    const res = await fetch(apiUrl('v1/languages', location.href), { signal: ctl.signal, headers: { accept: 'application/json' } });
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const parsed = parseLanguages(await res.json());
-    if (parsed) languages = parsed;
-  } catch (e) {
-    console.warn('voxbridge: using the built-in language list:', e);
-  } finally {
-    clearTimeout(timer);
-  }
+  const parsed = await fetchLanguages(location.href, LANGUAGES_TIMEOUT_MS);
+  if (parsed) languages = parsed;
   vb.languages = languages;
 }
 

@@ -2,14 +2,8 @@
 // (`POST /v1/jobs`, `GET /v1/jobs/{id}`, `GET /v1/jobs/{id}/result?lang=`). Files are uploaded
 // one at a time (every free worker takes one as it arrives) and all jobs are followed at once.
 // Pure logic lives in jobs.js and protocol.js.
-import {
-  FALLBACK_LANGUAGES,
-  apiUrl,
-  findLanguage,
-  languageName,
-  orderLanguages,
-  parseLanguages,
-} from './protocol.js';
+import { FALLBACK_LANGUAGES, apiUrl, findLanguage, languageName, orderLanguages } from './protocol.js';
+import { fetchLanguages, filterTargetList, renderTargetList } from './pickers.js';
 import {
   describeJob,
   isFinished,
@@ -62,21 +56,7 @@ const fromQuery = new URLSearchParams(location.search).get('targets');
 if (fromQuery) selectedTargets = fromQuery.split(',').map((t) => t.trim()).filter(Boolean);
 
 async function loadLanguages() {
-  const ctl = new AbortController();
-  const timer = setTimeout(() => ctl.abort(), LANGUAGES_TIMEOUT_MS);
-  try {
-    const res = await fetch(apiUrl('v1/languages', location.href), {
-      signal: ctl.signal,
-      headers: { accept: 'application/json' },
-    });
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const parsed = parseLanguages(await res.json());
-    if (parsed) languages = parsed;
-  } catch (e) {
-    console.warn('voxbridge: using the built-in language list:', e);
-  } finally {
-    clearTimeout(timer);
-  }
+  languages = (await fetchLanguages(location.href, LANGUAGES_TIMEOUT_MS)) || languages;
 }
 
 function renderPickers() {
@@ -86,28 +66,12 @@ function renderPickers() {
   selectedTargets = selectedTargets
     .map((t) => (findLanguage(t, languages) || { code: t }).code)
     .filter((t, i, all) => all.indexOf(t) === i);
-  els.targetList.textContent = '';
-  for (const l of orderLanguages(languages, selectedTargets)) {
-    const label = document.createElement('label');
-    const box = document.createElement('input');
-    box.type = 'checkbox';
-    box.name = 'target';
-    box.value = l.code;
-    box.checked = selectedTargets.includes(l.code);
-    label.dataset.search = `${l.name} ${l.code} ${l.flores}`.toLowerCase();
-    label.append(box, document.createTextNode(` ${l.name}`));
-    label.title = l.code;
-    els.targetList.append(label);
-  }
+  renderTargetList(els.targetList, orderLanguages(languages, selectedTargets), selectedTargets);
   updateTargets();
 }
 
 function applyFilter() {
-  const q = els.targetFilter.value.trim().toLowerCase();
-  for (const label of els.targetList.children) {
-    const box = label.querySelector('input');
-    label.hidden = !!q && !label.dataset.search.includes(q) && !box.checked;
-  }
+  filterTargetList(els.targetList, els.targetFilter.value);
 }
 
 function updateTargets() {
@@ -179,19 +143,22 @@ function showJob(row, view, apiKey) {
   else row.progress.removeAttribute('value'); // indeterminate
   if (view && view.state === 'failed') row.progress.hidden = true;
   const links = resultLinks(view, location.href, apiKey);
-  if (links.length) {
-    row.links.textContent = '';
-    for (const l of links) {
-      const a = document.createElement('a');
-      a.href = l.href;
-      a.download = l.fileName;
-      a.textContent = l.label;
-      const item = document.createElement('li');
-      item.append(a);
-      row.links.append(item);
-    }
-    row.links.hidden = false;
+  if (links.length) showLinks(row.links, links);
+}
+
+/** `{ href, fileName, label }` download links as the items of `list` (hidden when none). */
+function showLinks(list, links) {
+  list.textContent = '';
+  for (const l of links) {
+    const a = document.createElement('a');
+    a.href = l.href;
+    a.download = l.fileName;
+    a.textContent = l.label;
+    const item = document.createElement('li');
+    item.append(a);
+    list.append(item);
   }
+  list.hidden = !links.length;
 }
 
 async function submitOne(file, options, apiKey) {
@@ -242,18 +209,7 @@ async function follow(row, view, apiKey) {
 /** "Download all" once two or more jobs have succeeded. */
 function showDownloadAll(apiKey) {
   const ids = vb.jobs.filter((j) => j.view && j.view.state === 'succeeded').map((j) => j.id);
-  const links = zipLinks(ids, location.href, apiKey);
-  els.downloadAll.textContent = '';
-  for (const l of links) {
-    const a = document.createElement('a');
-    a.href = l.href;
-    a.download = l.fileName;
-    a.textContent = l.label;
-    const item = document.createElement('li');
-    item.append(a);
-    els.downloadAll.append(item);
-  }
-  els.downloadAll.hidden = !links.length;
+  showLinks(els.downloadAll, zipLinks(ids, location.href, apiKey));
 }
 
 async function submitAll(e) {

@@ -366,15 +366,10 @@ async fn submit_and_follow_all(
     }
     let bars = MultiProgress::new();
     let overall = (jobs.len() > MAX_BARS).then(|| {
-        let bar = bars.add(ProgressBar::new(jobs.len() as u64));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} files ended",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
+        bars.add(ticking_bar(
+            jobs.len() as u64,
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} files ended",
+        ))
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout_s);
     let ends = futures::future::join_all(jobs.iter().map(|(input, id)| {
@@ -517,12 +512,17 @@ async fn follow(
 
 /// A job's progress bar (`{prefix}` names the file when several are followed).
 fn job_bar() -> ProgressBar {
-    let bar = ProgressBar::new(1);
+    ticking_bar(
+        1,
+        "{spinner} [{elapsed_precise}] {prefix} {bar:40} {pos}/{len} {msg}",
+    )
+}
+
+/// A progress bar of `len` steps drawn with `template`, its spinner ticking on its own.
+fn ticking_bar(len: u64, template: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {prefix} {bar:40} {pos}/{len} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
