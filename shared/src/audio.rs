@@ -193,7 +193,7 @@ pub fn looks_like_audio(head: &[u8]) -> bool {
 
 /// The length of an audio file in seconds, cheaply: use it to check a duration limit before
 /// decoding. WAV: from the header (hound). Other formats: the length the container states
-/// (FLAC's STREAMINFO, MP4's `mdhd`/`stts`, the last Ogg page's granule position, an MP3's
+/// (FLAC's STREAMINFO, MP4's `mdhd`/`stts`, the last Ogg page's granule position (of every chained stream), an MP3's
 /// Xing/LAME or VBRI header); for an MP3 without one, symphonia's estimate from the file size
 /// and the first frames' bitrate (exact for constant-bitrate files; a variable-bitrate file
 /// without a header may be off, so decode-time callers should check the decoded length too);
@@ -444,6 +444,56 @@ fn next_packet(
 }
 
 fn symphonia_duration(bytes: &[u8], sniffed: Option<AudioFormat>) -> Result<f64, AudioError> {
+    if sniffed == Some(AudioFormat::Ogg) {
+        return ogg_duration_s(bytes);
+    }
+    stream_duration_s(bytes, sniffed)
+}
+
+/// An Ogg file's length: its first logical stream's, plus that of every stream chained after
+/// it (recordings joined end to end, which [`decode_audio_16k`] decodes whole). The streams
+/// after the first are read packet by packet (demuxing only, no decoding), each counted in its
+/// own time base.
+fn ogg_duration_s(bytes: &[u8]) -> Result<f64, AudioError> {
+    let mut total = stream_duration_s(bytes, Some(AudioFormat::Ogg))?;
+    let mut o = open(bytes, Some(AudioFormat::Ogg))?;
+    // Packets of the current chained stream (none until the first reset).
+    let mut chained: Option<(u32, TimeBase, TbDuration)> = None;
+    let add = |total: &mut f64, stream: Option<(u32, TimeBase, TbDuration)>| {
+        if let Some((_, tb, d)) = stream
+            && let Some(t) = tb.calc_duration(d)
+        {
+            *total += t.as_nanos() as f64 / 1e9;
+        }
+    };
+    loop {
+        match next_packet(o.reader.as_mut()) {
+            Ok(Some(p)) => {
+                if let Some((id, _, d)) = chained.as_mut()
+                    && p.track_id == *id
+                {
+                    *d = d.saturating_add(p.dur);
+                }
+            }
+            Ok(None) => break,
+            Err(SymphoniaError::ResetRequired) => {
+                add(&mut total, chained.take());
+                let Some(track) = o.reader.default_track(TrackType::Audio) else {
+                    break;
+                };
+                let Some(tb) = track.time_base else { break };
+                chained = Some((track.id, tb, TbDuration::new(0)));
+            }
+            // Damage after the first stream: its length stands, as decoding keeps its audio.
+            Err(_) => break,
+        }
+    }
+    add(&mut total, chained);
+    Ok(total)
+}
+
+/// The length the opened file's audio track states, or the sum of its packets' durations.
+fn stream_duration_s(bytes: &[u8], sniffed: Option<AudioFormat>) -> Result<f64, AudioError> {
     let mut o = open(bytes, sniffed)?;
     // (A stated zero is no statement: symphonia's WebM reader says 0 when the segment does.)
     if let (Some(frames), Some(rate)) = (o.num_frames, o.params.sample_rate)
@@ -1282,6 +1332,13 @@ mod tests {
                 &got[..single.len() - 64],
                 &single[..single.len() - 64],
                 "{name}"
+            );
+            // The stated length counts both streams too (the up-front length check).
+            let one_s = audio_duration_s(&one).expect("one stream's length");
+            let both_s = audio_duration_s(&chained).expect("the chained length");
+            assert!(
+                (both_s - 2.0 * one_s).abs() < 0.05,
+                "{name}: {both_s} s stated for two streams of {one_s} s"
             );
             if name == "jfk.opus" {
                 // A fresh decoder and pre-skip for the second stream: the same samples again.
