@@ -15,7 +15,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// them one that hands freed pages back to the kernel at once, and CTranslate2 allocates its
 /// per-step buffers at that size (the logits of a decode batch of 6 at beam 4: 6 × 4 × 256,206
 /// floats = 24.6 MB), so every decoding step faulted them in again: 6–8 million page faults in
-/// 90 s of load, and 15 % of the throughput on an AMD EPYC (docs/BENCHMARKS.md, "Page faults").
+/// 90 s of load, which cost 15 % of the throughput on an AMD EPYC VM (docs/BENCHMARKS.md, "Page
+/// faults").
 /// In the ordinary arenas freed pages wait the usual 10 s decay and are reused by the next step.
 #[cfg(feature = "jemalloc")]
 #[allow(unsafe_code)]

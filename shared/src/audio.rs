@@ -193,10 +193,11 @@ pub fn looks_like_audio(head: &[u8]) -> bool {
 
 /// The length of an audio file in seconds, cheaply: use it to check a duration limit before
 /// decoding. WAV: from the header (hound). Other formats: the length the container states
-/// (FLAC's STREAMINFO, MP4's `mdhd`/`stts`, the last Ogg page's granule position (of every chained stream), an MP3's
-/// Xing/LAME or VBRI header); for an MP3 without one, symphonia's estimate from the file size
-/// and the first frames' bitrate (exact for constant-bitrate files; a variable-bitrate file
-/// without a header may be off, so decode-time callers should check the decoded length too);
+/// (FLAC's STREAMINFO, MP4's `mdhd`/`stts`, the last Ogg page's granule position — plus the
+/// length of every stream chained after the first —, an MP3's Xing/LAME or VBRI header); for an
+/// MP3 without one, symphonia's estimate from the file size and the first frames' bitrate
+/// (exact for constant-bitrate files; a variable-bitrate file without a header may be off, so
+/// decode-time callers should check the decoded length too);
 /// for a stream that states nothing (ADTS AAC), the sum of its packets' durations, read
 /// without decoding; if they state none either (WebM, whose segment may state no length), by
 /// decoding. Fails as [`decode_audio_16k`] would on an unknown format or an
