@@ -1148,3 +1148,89 @@ async fn an_stt_worker_killed_mid_transcription_is_replaced_and_the_job_complete
     );
     shutdown.cancel();
 }
+
+/// `GET /v1/jobs/results.zip` builds archives in memory, so an edge builds at most
+/// `MAX_ZIP_BUILDS` at once: with that many builds under way (their places held here) another
+/// request gets 503 with `Retry-After` and code `unavailable`; as soon as a place is free the
+/// same request gives the archive, and a request that fails (404) gives its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_zip_builds_at_most_two_archives_at_once() {
+    use voxbridge_edge::jobs_api::{JobsState, MAX_ZIP_BUILDS, router};
+    let env = TestEnv::new();
+    let store = job_store_after_topology(&env).await;
+    // A succeeded job with one result, written as a worker would.
+    let submitted = store
+        .submit(Submission {
+            kind: JobKind::Subtitles,
+            file_name: "film.srt".into(),
+            bytes: std::fs::read(fixture("film.srt")).expect("fixture").into(),
+            source_lang: Some("eng_Latn".into()),
+            target_langs: vec!["vie_Latn".into()],
+            output_format: None,
+        })
+        .await
+        .expect("submit");
+    let mut status = submitted.status;
+    let object = format!("result/{}/vie_Latn", status.job_id);
+    let body = b"1\n00:00:01,000 --> 00:00:02,000\nXin chao.\n\n";
+    store.put_file(&object, body).await.expect("put result");
+    status.state = JobState::Succeeded;
+    status.results = vec![voxbridge_shared::messages::JobResult {
+        lang: "vie_Latn".into(),
+        transcript: false,
+        object,
+        file_name: "film.vi.srt".into(),
+        format: SubtitleFormat::Srt,
+        cues: 1,
+        overlong_cues: 0,
+    }];
+    store.put_status(&status).await.expect("put status");
+
+    let builds = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_ZIP_BUILDS));
+    let app = router(JobsState {
+        store,
+        api_keys: Default::default(),
+        max_bytes: 1 << 20,
+        max_targets: 4,
+        zip_builds: builds.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("http://{addr}/v1/jobs/results.zip?ids={}", status.job_id);
+    let missing = format!("http://{addr}/v1/jobs/results.zip?ids={}", JobId::new());
+
+    // More failing requests than there are places, one after the other: each gives its back.
+    for _ in 0..=MAX_ZIP_BUILDS {
+        let response = reqwest::get(&missing).await.expect("GET");
+        assert_eq!(response.status(), 404);
+    }
+    // Every place taken, as by builds under way: refused, with a code and a time to retry.
+    let held = builds
+        .clone()
+        .try_acquire_many_owned(MAX_ZIP_BUILDS as u32)
+        .expect("all places free after the failed requests");
+    let refused = reqwest::get(&url).await.expect("GET");
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let error: Value = refused.json().await.expect("a JSON error");
+    assert_eq!(error["error"]["code"], "unavailable", "{error}");
+    // One build ends: the same request now gets the archive.
+    drop(held);
+    let _others = builds
+        .clone()
+        .try_acquire_many_owned(MAX_ZIP_BUILDS as u32 - 1)
+        .expect("places");
+    let archive = reqwest::get(&url).await.expect("GET");
+    assert_eq!(archive.status(), 200);
+    let archive = archive.bytes().await.expect("body");
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(archive)).expect("a ZIP file");
+    let mut entry = archive.by_index(0).expect("one entry");
+    assert_eq!(entry.name().expect("its name"), "film.vi.srt");
+    let mut content = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut content).expect("read");
+    assert_eq!(content, body);
+    server.abort();
+}
