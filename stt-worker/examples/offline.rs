@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         beam_size: args.beam_size,
         temperature_fallback: true,
         max_tokens: None,
+        single_segment: false,
     };
     let (mut audio_s, mut wall_s) = (0.0, 0.0);
     let mut texts = Vec::new();

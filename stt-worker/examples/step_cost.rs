@@ -13,7 +13,9 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use voxbridge_stt::transcriber::{QuickDecoding, TranscribeOptions, Transcriber};
+use voxbridge_stt::transcriber::{
+    MIN_TOKENS, QuickDecoding, TranscribeOptions, Transcriber, token_cap,
+};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -39,6 +41,10 @@ struct Args {
     /// `--quick-tokens-per-s`).
     #[arg(long, default_value_t = 8.0)]
     quick_tokens_per_s: f64,
+    /// Token budget per second of audio of the other settings (the worker's `--tokens-per-s`);
+    /// 0 = no cap.
+    #[arg(long, default_value_t = 0.0)]
+    tokens_per_s: f64,
     /// Start this many seconds into the file.
     #[arg(long, default_value_t = 0.0)]
     offset: f64,
@@ -62,6 +68,7 @@ fn main() -> anyhow::Result<()> {
             beam_size: 1,
             temperature_fallback: false,
             max_tokens: None,
+            single_segment: false,
         };
         let started = std::time::Instant::now();
         transcriber.transcribe(&vec![0.0; 1600], &options)?;
@@ -97,7 +104,12 @@ fn main() -> anyhow::Result<()> {
                 audio_ctx,
                 beam_size,
                 temperature_fallback: args.fallback && !capped,
-                max_tokens: capped.then(|| quick.max_tokens(seconds)).flatten(),
+                max_tokens: if capped {
+                    quick.max_tokens(seconds)
+                } else {
+                    token_cap(args.tokens_per_s, MIN_TOKENS, seconds)
+                },
+                single_segment: capped && quick.max_tokens(seconds).is_some(),
             };
             let mut times = Vec::new();
             let mut text = String::new();

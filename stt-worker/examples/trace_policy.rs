@@ -30,6 +30,10 @@ struct Args {
     /// Token budget per second of audio of the quick first step; 0 = no cap.
     #[arg(long, default_value_t = 8.0)]
     quick_tokens_per_s: f64,
+    /// Token budget per second of audio of the other recognitions (the worker's
+    /// `--tokens-per-s`); 0 = no cap.
+    #[arg(long, default_value_t = 0.0)]
+    tokens_per_s: f64,
     /// Encoder context margin (frames); negative = full window.
     #[arg(long, default_value_t = 128, allow_hyphen_values = true)]
     audio_ctx_margin: i64,
@@ -63,6 +67,7 @@ fn main() -> anyhow::Result<()> {
                 beam_size: args.quick_beam_size.max(1),
                 tokens_per_s: args.quick_tokens_per_s,
             },
+            tokens_per_s: args.tokens_per_s,
             on_run: Box::new(move |seconds, audio| {
                 seen.lock().expect("runs").push((seconds, audio));
             }),

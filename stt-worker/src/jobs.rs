@@ -450,6 +450,7 @@ impl AudioJobs {
             beam_size: self.settings.beam_size,
             temperature_fallback: true,
             max_tokens: None,
+            single_segment: false,
         };
         let transcriber = self.transcriber.clone();
         // whisper-rs keeps (leaks) the progress closure, so it holds only a shared percentage,

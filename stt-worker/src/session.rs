@@ -232,6 +232,8 @@ impl Session {
             beam_size: settings.beam_size,
             audio_ctx_margin: settings.audio_ctx_margin,
             quick: settings.quick,
+            // Not a worker option: a cap on full recognitions can lose words (see the field).
+            tokens_per_s: 0.0,
             on_run: Box::new(move |seconds, audio| {
                 inference.inference_seconds.observe(seconds);
                 if audio > 0.0 {

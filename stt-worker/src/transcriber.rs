@@ -38,10 +38,17 @@ pub struct TranscribeOptions {
     /// went without it the streaming test's en_04 committed "But whenever" for "The weather"
     /// (docs/BENCHMARKS.md).
     pub temperature_fallback: bool,
-    /// At most this many tokens (text and timestamps) in one segment: the decode ends there,
-    /// and the whole run is one segment. For the quick first step of an utterance, where a
-    /// cut-off word can make whisper repeat itself up to its 220-token limit; `None` = no cap.
+    /// At most this many tokens (text and timestamps) in one decoding window (whisper's own
+    /// limit is 220): a beam or a temperature-fallback decode caught in a repetition loop ends
+    /// there instead of running on to the limit while the other beams wait. `None` = no cap.
+    /// Without `single_segment` a capped decode keeps its text up to its last timestamp and
+    /// whisper decodes the rest of the audio from there, as after any segment; with it, the run
+    /// ends at the cap.
     pub max_tokens: Option<u32>,
+    /// The whole run is one segment (whisper's `single_segment`): a capped decode ends the run
+    /// instead of seeking on. Its words' times are spread over a segment that ends at the
+    /// window's end (30 s), so only for the quick first step, whose words are never committed.
+    pub single_segment: bool,
 }
 
 /// One recognised segment.
@@ -166,11 +173,9 @@ impl Transcriber {
             params.set_temperature_inc(0.0);
         }
         if let Some(max_tokens) = options.max_tokens {
-            // One segment, so a capped decode ends the run (whisper keeps what it decoded)
-            // instead of seeking on and decoding the rest of the audio in another window.
-            params.set_single_segment(true);
             params.set_max_tokens(max_tokens.clamp(1, i32::MAX as u32) as i32);
         }
+        params.set_single_segment(options.single_segment);
         if let Some(progress) = progress {
             params.set_progress_callback_safe(progress);
         }
@@ -300,6 +305,15 @@ pub struct WhisperRecognizer {
     pub audio_ctx_margin: Option<usize>,
     /// How the quick first step of an utterance decodes.
     pub quick: QuickDecoding,
+    /// Token budget per second of audio (plus [`MIN_TOKENS`]) of the full recognitions (the
+    /// steps after the first and the finals); 0 = whisper's own limit of 220. For experiments
+    /// only (`examples/trace_policy --tokens-per-s`); the worker keeps 0. It does end the beam
+    /// search's runaway decodes (jfk's "Ask not!": 3.6 s → 1.3 s), but a capped decode
+    /// *completes* where one that runs to the limit *fails*, and whisper then picks it by
+    /// score: truncated to its last timestamp it can win with no words at all (that "Ask
+    /// not!" was lost at 15 tokens/s) or seek on and repeat words (6 tokens/s);
+    /// docs/BENCHMARKS.md "A token cap on full recognitions".
+    pub tokens_per_s: f64,
     /// Called with (inference seconds, audio seconds) after each run.
     pub on_run: Box<dyn Fn(f64, f64) + Send + Sync>,
     /// The language the last run detected (when `language` is `None`).
@@ -331,14 +345,30 @@ pub struct QuickDecoding {
 impl QuickDecoding {
     /// The token cap for `seconds` of audio, if any.
     pub fn max_tokens(&self, seconds: f64) -> Option<u32> {
-        (self.tokens_per_s > 0.0)
-            .then(|| QUICK_MIN_TOKENS + (seconds * self.tokens_per_s).ceil() as u32)
+        token_cap(self.tokens_per_s, QUICK_MIN_TOKENS, seconds)
     }
 }
 
 /// Tokens a capped quick step may always decode, however short its audio (the segment's
 /// timestamp tokens and a word or two).
 pub const QUICK_MIN_TOKENS: u32 = 4;
+
+/// Tokens a capped full recognition may always decode, however short its audio: a short
+/// sentence with its segment's timestamps, so the cap only ends decodes that run on.
+pub const MIN_TOKENS: u32 = 16;
+
+/// `min + tokens_per_s × seconds` (rounded up), or `None` (no cap) when `tokens_per_s` is 0 or
+/// the cap would not be below whisper's own limit of 220 tokens per window.
+pub fn token_cap(tokens_per_s: f64, min: u32, seconds: f64) -> Option<u32> {
+    if tokens_per_s.is_nan() || tokens_per_s <= 0.0 {
+        return None;
+    }
+    let cap = f64::from(min) + (seconds.max(0.0) * tokens_per_s).ceil();
+    (cap < f64::from(WHISPER_MAX_TOKENS)).then_some(cap as u32)
+}
+
+/// Tokens whisper decodes at most in one window (half its text context, 448, less 4).
+pub const WHISPER_MAX_TOKENS: u32 = 220;
 
 /// Encoder frames per second of audio (whisper: 1500 frames for 30 s).
 const AUDIO_CTX_PER_S: f64 = 50.0;
@@ -354,7 +384,7 @@ impl WhisperRecognizer {
     }
 
     /// One whisper run; `quick` decodes it as the quick first step of an utterance, `None` is a
-    /// full recognition (the configured beam, temperature fallback, no token cap).
+    /// full recognition (the configured beam, temperature fallback, [`Self::tokens_per_s`]).
     fn run(
         &mut self,
         audio: &[f32],
@@ -370,7 +400,11 @@ impl WhisperRecognizer {
             audio_ctx,
             beam_size: quick.map_or(self.beam_size, |q| q.beam_size),
             temperature_fallback: quick.is_none(),
-            max_tokens: quick.and_then(|q| q.max_tokens(seconds)),
+            max_tokens: match quick {
+                Some(q) => q.max_tokens(seconds),
+                None => token_cap(self.tokens_per_s, MIN_TOKENS, seconds),
+            },
+            single_segment: quick.is_some_and(|q| q.max_tokens(seconds).is_some()),
         };
         let started = std::time::Instant::now();
         let (segments, detected) = self
@@ -444,6 +478,28 @@ mod tests {
         let off = Threads::shared(1, 0, busy.clone());
         busy.store(1, Ordering::Relaxed);
         assert_eq!(off.now(), 1);
+    }
+
+    #[test]
+    fn token_caps_grow_with_the_audio_and_stop_at_whispers_own_limit() {
+        assert_eq!(token_cap(0.0, MIN_TOKENS, 3.0), None, "0 = no cap");
+        assert_eq!(token_cap(f64::NAN, MIN_TOKENS, 3.0), None);
+        assert_eq!(token_cap(10.0, MIN_TOKENS, 0.0), Some(16));
+        assert_eq!(token_cap(10.0, MIN_TOKENS, 1.63), Some(16 + 17));
+        assert_eq!(token_cap(10.0, MIN_TOKENS, 20.25), Some(16 + 203));
+        // 16 + 204 = 220 is whisper's own limit: no cap to set.
+        assert_eq!(token_cap(10.0, MIN_TOKENS, 20.35), None);
+        assert_eq!(token_cap(10.0, MIN_TOKENS, 20.5), None);
+        assert_eq!(
+            token_cap(10.0, MIN_TOKENS, -1.0),
+            Some(16),
+            "no negative audio"
+        );
+        let quick = QuickDecoding {
+            beam_size: 1,
+            tokens_per_s: 8.0,
+        };
+        assert_eq!(quick.max_tokens(1.0), Some(QUICK_MIN_TOKENS + 8));
     }
 
     #[test]

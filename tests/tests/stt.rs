@@ -68,6 +68,7 @@ fn offline_wer(wav: &std::path::Path) -> f64 {
                 beam_size: 5,
                 temperature_fallback: true,
                 max_tokens: None,
+                single_segment: false,
             },
         )
         .expect("offline transcription");
@@ -95,6 +96,7 @@ fn a_capped_quick_decode_stops_at_its_token_budget() {
             beam_size: 1,
             temperature_fallback: false,
             max_tokens,
+            single_segment: true,
         };
         let segments = t.transcribe(&samples, &options).expect("transcription");
         let n = segments.iter().map(|s| s.words.len()).sum::<usize>();
