@@ -86,6 +86,11 @@ pub struct BenchLiveArgs {
     pub source: String,
     #[arg(long = "to", value_delimiter = ',', default_value = "vi")]
     pub targets: Vec<String>,
+    /// Reference transcripts (plain text), one per `--files` entry in the same order: each
+    /// level then reports the word error rate of its sessions' finals, so a speed setting is
+    /// judged on accuracy in the same run.
+    #[arg(long, num_args = 1..)]
+    pub references: Vec<PathBuf>,
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -391,8 +396,48 @@ pub struct LiveLevel {
     pub final_latency_trend_s_per_min: Option<f64>,
     /// The slowest finals, slowest first, to attribute the tail.
     pub slowest_finals: Vec<SlowFinal>,
+    /// Word error rate of the sessions' finals against `--references` (corpus WER: one line
+    /// per session), when given. A session that failed to stream is left out (it shows in
+    /// `errors` and `unclean_closes`).
+    pub transcript_wer: Option<TranscriptWer>,
     pub errors: Vec<String>,
     pub unclean_closes: usize,
+}
+
+/// [`LiveLevel::transcript_wer`].
+#[derive(Debug, Clone, Serialize)]
+pub struct TranscriptWer {
+    /// Word edits over all sessions divided by their reference words.
+    pub wer: f64,
+    pub errors: u64,
+    pub ref_words: u64,
+    /// Each session's WER, in session order.
+    pub per_session: Vec<f64>,
+}
+
+/// The corpus WER of each session's joined finals against the reference of the file it
+/// streamed (`references[i % n]` for session i).
+fn transcript_wer(
+    transcripts: &[(usize, Vec<String>)],
+    references: &[String],
+) -> Option<TranscriptWer> {
+    if references.is_empty() || transcripts.is_empty() {
+        return None;
+    }
+    let mut sessions: Vec<&(usize, Vec<String>)> = transcripts.iter().collect();
+    sessions.sort_by_key(|(i, _)| *i);
+    let hypotheses: Vec<String> = sessions.iter().map(|(_, f)| f.join(" ")).collect();
+    let refs: Vec<&str> = sessions
+        .iter()
+        .map(|(i, _)| references[i % references.len()].as_str())
+        .collect();
+    let score = voxbridge_shared::eval::wer::corpus_wer(&hypotheses, &refs).ok()?;
+    Some(TranscriptWer {
+        wer: score.wer,
+        errors: score.errors,
+        ref_words: score.ref_words,
+        per_session: score.lines.iter().map(|l| l.wer).collect(),
+    })
 }
 
 /// One final of [`LiveLevel::slowest_finals`].
@@ -434,6 +479,17 @@ pub async fn bench_live(args: &BenchLiveArgs) -> anyhow::Result<Vec<LiveLevel>> 
         .iter()
         .map(|f| read_audio_16k(f))
         .collect::<Result<_, _>>()?;
+    anyhow::ensure!(
+        args.references.is_empty() || args.references.len() == args.files.len(),
+        "--references needs one reference per --files entry ({} files, {} references)",
+        args.files.len(),
+        args.references.len()
+    );
+    let references: Vec<String> = args
+        .references
+        .iter()
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
+        .collect::<Result<_, _>>()?;
     let mut levels = Vec::new();
     for &n in &args.sessions {
         let mut tasks = tokio::task::JoinSet::new();
@@ -462,9 +518,11 @@ pub async fn bench_live(args: &BenchLiveArgs) -> anyhow::Result<Vec<LiveLevel>> 
         let mut errors = Vec::new();
         let mut unclean = 0;
         let mut slowest = Vec::new();
+        let mut transcripts = Vec::new();
         while let Some(result) = tasks.join_next().await {
             match result? {
                 Ok((session, t)) => {
+                    transcripts.push((session, t.finals.clone()));
                     first.extend(&t.utterance_first_partial_s);
                     // `final_s` holds the finals whose audio end was known: pair by position
                     // only when every final had one.
@@ -522,6 +580,7 @@ pub async fn bench_live(args: &BenchLiveArgs) -> anyhow::Result<Vec<LiveLevel>> 
                 slowest.truncate(SLOWEST);
                 slowest
             },
+            transcript_wer: transcript_wer(&transcripts, &references),
             errors,
             unclean_closes: unclean,
         };
@@ -557,6 +616,23 @@ pub fn table(levels: &[LiveLevel]) -> String {
             l.errors.len(),
             l.unclean_closes
         ));
+    }
+    for l in levels {
+        if let Some(w) = &l.transcript_wer {
+            out.push_str(&format!(
+                "\nTranscript WER, {} session{}: {:.2} % ({} edits / {} reference words; per session {})\n",
+                l.sessions,
+                if l.sessions == 1 { "" } else { "s" },
+                100.0 * w.wer,
+                w.errors,
+                w.ref_words,
+                w.per_session
+                    .iter()
+                    .map(|x| format!("{:.2} %", 100.0 * x))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
     }
     for l in levels.iter().filter(|l| !l.slowest_finals.is_empty()) {
         out.push_str(&format!("\nSlowest finals, {} sessions:\n", l.sessions));
@@ -599,6 +675,26 @@ mod tests {
         assert_eq!(times.utterance_first_partial_s, vec![1001.0, 6001.0]);
         assert_eq!(times.final_s, vec![3000.0, 5000.0]);
         assert_eq!(times.finals, vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn transcript_wer_pools_the_sessions_against_their_files_references() {
+        let references = vec!["the cat sat".to_string(), "a dog ran far".to_string()];
+        assert!(transcript_wer(&[], &references).is_none());
+        assert!(transcript_wer(&[(0, vec!["x".into()])], &[]).is_none());
+        // Session 2 streamed file 0 again; sessions arrive out of order.
+        let transcripts = vec![
+            (1, vec!["a dog".into(), "ran far".into()]),
+            (2, vec!["the bat sat".into()]),
+            (0, vec!["The cat".into(), "sat.".into()]),
+        ];
+        let w = transcript_wer(&transcripts, &references).expect("references given");
+        assert_eq!((w.errors, w.ref_words), (1, 10));
+        assert!((w.wer - 0.1).abs() < 1e-9);
+        assert_eq!(w.per_session.len(), 3);
+        assert_eq!(w.per_session[0], 0.0);
+        assert_eq!(w.per_session[1], 0.0);
+        assert!((w.per_session[2] - 1.0 / 3.0).abs() < 1e-9);
     }
 
     #[test]
