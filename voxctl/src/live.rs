@@ -635,7 +635,11 @@ pub fn table(levels: &[LiveLevel]) -> String {
         }
     }
     for l in levels.iter().filter(|l| !l.slowest_finals.is_empty()) {
-        out.push_str(&format!("\nSlowest finals, {} sessions:\n", l.sessions));
+        out.push_str(&format!(
+            "\nSlowest finals, {} session{}:\n",
+            l.sessions,
+            if l.sessions == 1 { "" } else { "s" }
+        ));
         for f in &l.slowest_finals {
             out.push_str(&format!(
                 "- {:.2} s, session {} at {:.1} s: {}\n",
