@@ -41,8 +41,8 @@ struct Args {
     /// `--quick-tokens-per-s`).
     #[arg(long, default_value_t = 8.0)]
     quick_tokens_per_s: f64,
-    /// Token budget per second of audio of the other settings (the worker's `--tokens-per-s`);
-    /// 0 = no cap.
+    /// Token budget per second of audio of the other settings (an experiment: the worker has no
+    /// such option, docs/BENCHMARKS.md "A token cap on full recognitions"); 0 = no cap.
     #[arg(long, default_value_t = 0.0)]
     tokens_per_s: f64,
     /// Start this many seconds into the file.

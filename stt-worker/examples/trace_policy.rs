@@ -30,8 +30,9 @@ struct Args {
     /// Token budget per second of audio of the quick first step; 0 = no cap.
     #[arg(long, default_value_t = 8.0)]
     quick_tokens_per_s: f64,
-    /// Token budget per second of audio of the other recognitions (the worker's
-    /// `--tokens-per-s`); 0 = no cap.
+    /// Token budget per second of audio of the other recognitions (an experiment: the
+    /// worker has no such option, docs/BENCHMARKS.md "A token cap on full recognitions"); 0 = no
+    /// cap.
     #[arg(long, default_value_t = 0.0)]
     tokens_per_s: f64,
     /// Encoder context margin (frames); negative = full window.

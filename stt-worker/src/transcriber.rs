@@ -393,6 +393,10 @@ impl WhisperRecognizer {
         quick: Option<QuickDecoding>,
     ) -> Result<Vec<crate::policy::Word>, String> {
         let seconds = audio.len() as f64 / 16_000.0;
+        let max_tokens = match quick {
+            Some(q) => q.max_tokens(seconds),
+            None => token_cap(self.tokens_per_s, MIN_TOKENS, seconds),
+        };
         let options = TranscribeOptions {
             threads: self.threads.now(),
             language: self.language.clone(),
@@ -400,11 +404,9 @@ impl WhisperRecognizer {
             audio_ctx,
             beam_size: quick.map_or(self.beam_size, |q| q.beam_size),
             temperature_fallback: quick.is_none(),
-            max_tokens: match quick {
-                Some(q) => q.max_tokens(seconds),
-                None => token_cap(self.tokens_per_s, MIN_TOKENS, seconds),
-            },
-            single_segment: quick.is_some_and(|q| q.max_tokens(seconds).is_some()),
+            max_tokens,
+            // Only the quick step is one segment: its words are never committed (see the field).
+            single_segment: quick.is_some() && max_tokens.is_some(),
         };
         let started = std::time::Instant::now();
         let (segments, detected) = self

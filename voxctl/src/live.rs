@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
+use voxbridge_shared::eval::wer::WerScore;
 
 use crate::bench::Summary;
 
@@ -399,28 +400,14 @@ pub struct LiveLevel {
     /// Word error rate of the sessions' finals against `--references` (corpus WER: one line
     /// per session), when given. A session that failed to stream is left out (it shows in
     /// `errors` and `unclean_closes`).
-    pub transcript_wer: Option<TranscriptWer>,
+    pub transcript_wer: Option<WerScore>,
     pub errors: Vec<String>,
     pub unclean_closes: usize,
 }
 
-/// [`LiveLevel::transcript_wer`].
-#[derive(Debug, Clone, Serialize)]
-pub struct TranscriptWer {
-    /// Word edits over all sessions divided by their reference words.
-    pub wer: f64,
-    pub errors: u64,
-    pub ref_words: u64,
-    /// Each session's WER, in session order.
-    pub per_session: Vec<f64>,
-}
-
 /// The corpus WER of each session's joined finals against the reference of the file it
-/// streamed (`references[i % n]` for session i).
-fn transcript_wer(
-    transcripts: &[(usize, Vec<String>)],
-    references: &[String],
-) -> Option<TranscriptWer> {
+/// streamed (`references[i % n]` for session i), one line per session in session order.
+fn transcript_wer(transcripts: &[(usize, Vec<String>)], references: &[String]) -> Option<WerScore> {
     if references.is_empty() || transcripts.is_empty() {
         return None;
     }
@@ -431,13 +418,7 @@ fn transcript_wer(
         .iter()
         .map(|(i, _)| references[i % references.len()].as_str())
         .collect();
-    let score = voxbridge_shared::eval::wer::corpus_wer(&hypotheses, &refs).ok()?;
-    Some(TranscriptWer {
-        wer: score.wer,
-        errors: score.errors,
-        ref_words: score.ref_words,
-        per_session: score.lines.iter().map(|l| l.wer).collect(),
-    })
+    voxbridge_shared::eval::wer::corpus_wer(&hypotheses, &refs).ok()
 }
 
 /// One final of [`LiveLevel::slowest_finals`].
@@ -626,9 +607,9 @@ pub fn table(levels: &[LiveLevel]) -> String {
                 100.0 * w.wer,
                 w.errors,
                 w.ref_words,
-                w.per_session
+                w.lines
                     .iter()
-                    .map(|x| format!("{:.2} %", 100.0 * x))
+                    .map(|line| format!("{:.2} %", 100.0 * line.wer))
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
@@ -695,10 +676,11 @@ mod tests {
         let w = transcript_wer(&transcripts, &references).expect("references given");
         assert_eq!((w.errors, w.ref_words), (1, 10));
         assert!((w.wer - 0.1).abs() < 1e-9);
-        assert_eq!(w.per_session.len(), 3);
-        assert_eq!(w.per_session[0], 0.0);
-        assert_eq!(w.per_session[1], 0.0);
-        assert!((w.per_session[2] - 1.0 / 3.0).abs() < 1e-9);
+        let per_session: Vec<f64> = w.lines.iter().map(|l| l.wer).collect();
+        assert_eq!(per_session.len(), 3);
+        assert_eq!(per_session[0], 0.0);
+        assert_eq!(per_session[1], 0.0);
+        assert!((per_session[2] - 1.0 / 3.0).abs() < 1e-9);
     }
 
     #[test]
